@@ -1,0 +1,1 @@
+"""The router service: the inference path from request to provider and back."""
