@@ -1,0 +1,1 @@
+"""The metering service: usage events stored once, and usage queries."""

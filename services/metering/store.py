@@ -1,0 +1,104 @@
+"""Usage records in SQLite: one row per request id, whatever arrives twice."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from shared.contracts.usage import UsageEvent
+
+COLUMNS = (
+    "request_id",
+    "time",
+    "model",
+    "provider",
+    "project",
+    "user",
+    "application",
+    "status",
+    "error_code",
+    "prompt_tokens",
+    "completion_tokens",
+    "reasoning_tokens",
+    "cached_tokens",
+    "latency_ms",
+    "ttft_ms",
+    "stream",
+    "usage_source",
+)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS usage (
+    request_id TEXT PRIMARY KEY,
+    time TEXT NOT NULL,
+    model TEXT NOT NULL,
+    provider TEXT,
+    project TEXT,
+    user TEXT,
+    application TEXT,
+    status TEXT NOT NULL,
+    error_code TEXT,
+    prompt_tokens INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL,
+    reasoning_tokens INTEGER NOT NULL,
+    cached_tokens INTEGER NOT NULL,
+    latency_ms REAL NOT NULL,
+    ttft_ms REAL,
+    stream INTEGER NOT NULL,
+    usage_source TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS usage_by_time ON usage (time);
+"""
+
+_INSERT = (
+    f"INSERT OR IGNORE INTO usage ({', '.join(COLUMNS)}) "  # noqa: S608
+    f"VALUES ({', '.join('?' for _ in COLUMNS)})"
+)
+
+
+class UsageStore:
+    """The metering database."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._db: aiosqlite.Connection | None = None
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise RuntimeError("usage store is not open")
+        return self._db
+
+    async def start(self) -> None:
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = await aiosqlite.connect(self._path)
+        await self._db.execute("PRAGMA journal_mode=WAL")
+        await self._db.execute("PRAGMA synchronous=NORMAL")
+        await self._db.executescript(_SCHEMA)
+        await self._db.commit()
+
+    async def stop(self) -> None:
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    async def insert(self, events: Sequence[UsageEvent]) -> int:
+        """Store events not seen before, in one transaction; return how many."""
+        rows = [_row(event) for event in events]
+        before = self.db.total_changes
+        await self.db.executemany(_INSERT, rows)
+        await self.db.commit()
+        return self.db.total_changes - before
+
+    async def select(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        async with self.db.execute(sql, params) as cursor:
+            return [tuple(row) for row in await cursor.fetchall()]
+
+
+def _row(event: UsageEvent) -> tuple[Any, ...]:
+    values = event.model_dump()
+    values["stream"] = int(event.stream)
+    return tuple(values[column] for column in COLUMNS)

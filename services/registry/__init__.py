@@ -1,0 +1,1 @@
+"""The registry service: sources, models, access, project limits, selector."""

@@ -1,0 +1,79 @@
+"""Assemble the router: registry view, limiter client, providers, endpoint."""
+
+from __future__ import annotations
+
+import httpx
+
+from services.router.pipeline import InferencePipeline
+from services.router.providers import ProviderCaller, ProviderSettings, build_adapters
+from services.router.quota import QuotaClient
+from services.router.targets import TargetResolver
+from services.router.usage import UsagePublisher
+from shared.registry_view import RegistryFollower
+from shared.secrets import SecretBox
+from shared.service import Service
+from shared.settings import Settings
+from shared.transport import Call
+
+
+class Router:
+    """The router's moving parts, started after the connection is up."""
+
+    def __init__(self, service: Service) -> None:
+        self._service = service
+        settings = service.settings
+        self._box = SecretBox(settings.secret_key) if settings.secret_key else None
+        self._provider_settings = ProviderSettings.from_env()
+        self.follower: RegistryFollower | None = None
+        self.pipeline: InferencePipeline | None = None
+        self._usage: UsagePublisher | None = None
+        self._http: httpx.AsyncClient | None = None
+
+    async def start(self) -> None:
+        service = self._service
+        self.follower = RegistryFollower(service.js, service.subjects)
+        await self.follower.start()
+        # One pooled client for every source: connections are kept per host.
+        self._http = httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=512, max_keepalive_connections=128),
+            timeout=httpx.Timeout(
+                self._provider_settings.timeout_s,
+                connect=self._provider_settings.connect_timeout_s,
+            ),
+        )
+        self._usage = UsagePublisher(service.js, service.subjects)
+        self.pipeline = InferencePipeline(
+            view=self.follower.view,
+            quota=QuotaClient(
+                service.nc, service.subjects, service.settings.limiter_timeout_s
+            ),
+            usage=self._usage,
+            adapters=build_adapters(ProviderCaller(self._provider_settings)),
+            targets=TargetResolver(self._box),
+            http=self._http,
+        )
+
+    async def stop(self) -> None:
+        if self._usage is not None:
+            await self._usage.drain()
+        if self._http is not None:
+            await self._http.aclose()
+        if self.follower is not None:
+            await self.follower.stop()
+
+    async def chat(self, call: Call) -> dict[str, object] | None:
+        if self.pipeline is None:
+            raise RuntimeError("router is not started")
+        return await self.pipeline.chat(call)
+
+    def registry_version(self) -> int:
+        return self.follower.view.version if self.follower else 0
+
+
+def build(settings: Settings) -> Service:
+    service = Service("router", settings)
+    router = Router(service)
+    service.components.append(router)
+    service.registry_version = router.registry_version
+    service.serve(service.subjects.inference_chat, router.chat)
+    return service

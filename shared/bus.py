@@ -1,0 +1,74 @@
+"""Connecting to NATS and declaring the JetStream streams of the contract.
+
+Streams are declared here, in one explicit bootstrap step, never by a
+subscriber as a side effect: a mismatch is reported instead of silently
+rewriting a stream.
+"""
+
+from __future__ import annotations
+
+import nats
+from nats.aio.client import Client as NatsClient
+from nats.errors import NoServersError
+from nats.js import JetStreamContext
+from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.errors import NotFoundError
+
+from shared.errors import Unavailable
+from shared.logs import get_logger
+from shared.settings import Settings
+from shared.subjects import Subjects
+
+_log = get_logger(__name__)
+
+USAGE_DUPLICATE_WINDOW_S = 24 * 3600.0
+"""How long JetStream remembers a usage event's Nats-Msg-Id to drop a
+republished copy; metering's own store de-duplicates beyond that."""
+
+
+async def connect(settings: Settings, name: str) -> NatsClient:
+    """Open a NATS connection that reconnects forever once established."""
+    try:
+        return await nats.connect(
+            settings.nats_url,
+            name=name,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+            connect_timeout=2,
+            allow_reconnect=True,
+        )
+    except (NoServersError, OSError, TimeoutError) as exc:
+        raise Unavailable(f"cannot reach NATS at {settings.nats_url}: {exc}") from exc
+
+
+def stream_configs(subjects: Subjects, replicas: int) -> list[StreamConfig]:
+    """Describe the contract's two streams for this deployment."""
+    registry = StreamConfig(
+        name=subjects.registry_stream,
+        subjects=[subjects.registry_events],
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        num_replicas=replicas,
+        duplicate_window=120.0,
+    )
+    usage = StreamConfig(
+        name=subjects.usage_stream,
+        subjects=[subjects.usage_all],
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        discard=DiscardPolicy.OLD,
+        num_replicas=replicas,
+        duplicate_window=USAGE_DUPLICATE_WINDOW_S,
+        max_age=30 * 24 * 3600.0,
+    )
+    return [registry, usage]
+
+
+async def bootstrap(js: JetStreamContext, subjects: Subjects, replicas: int) -> None:
+    """Create the streams when missing; leave existing ones as they are."""
+    for config in stream_configs(subjects, replicas):
+        try:
+            await js.stream_info(config.name or "")
+        except NotFoundError:
+            await js.add_stream(config)
+            _log.info("stream_created", stream=config.name, replicas=replicas)

@@ -1,0 +1,1 @@
+"""Wire models of the public contract, one module per area."""

@@ -1,0 +1,122 @@
+"""An in-memory copy of the registry, built from the ``BYOM_REGISTRY`` stream.
+
+The router and the limiter answer from this view, so the inference path
+never asks the registry anything. ``RegistryFollower`` replays the stream
+from its first event at start, returns once it has caught up, and then
+applies each new event as it arrives (within milliseconds of the change).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from nats.js import JetStreamContext
+from nats.js.api import DeliverPolicy
+from nats.js.errors import NotFoundError
+
+from shared.contracts.events import RegistryEvent
+from shared.logs import get_logger
+from shared.subjects import Subjects
+
+_log = get_logger(__name__)
+
+
+@dataclass(slots=True)
+class RegistryView:
+    """Sources, models, access and project limits as of ``version``."""
+
+    version: int = 0
+    sources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    models: dict[str, dict[str, Any]] = field(default_factory=dict)
+    model_rids: dict[str, str] = field(default_factory=dict)
+    access: dict[str, Any] = field(default_factory=lambda: {"enabled": False})
+    project_limits: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+
+    def model(self, name: str) -> dict[str, Any] | None:
+        """Find an enabled or disabled model by the name clients use."""
+        rid = self.model_rids.get(name)
+        return None if rid is None else self.models[rid]
+
+    def apply(self, event: RegistryEvent) -> None:
+        """Apply one event; events older than the view are ignored."""
+        if event.version <= self.version:
+            return
+        handler = getattr(self, "_on_" + event.kind.replace(".", "_"))
+        handler(event.data)
+        self.version = event.version
+
+    def _on_source_upserted(self, data: dict[str, Any]) -> None:
+        self.sources[data["rid"]] = data
+
+    def _on_source_deleted(self, data: dict[str, Any]) -> None:
+        self.sources.pop(data["rid"], None)
+
+    def _on_model_upserted(self, data: dict[str, Any]) -> None:
+        previous = self.models.get(data["rid"])
+        if previous is not None:
+            self.model_rids.pop(previous["name"], None)
+        self.models[data["rid"]] = data
+        self.model_rids[data["name"]] = data["rid"]
+
+    def _on_model_deleted(self, data: dict[str, Any]) -> None:
+        previous = self.models.pop(data["rid"], None)
+        if previous is not None:
+            self.model_rids.pop(previous["name"], None)
+
+    def _on_access_set(self, data: dict[str, Any]) -> None:
+        self.access = data
+
+    def _on_project_limits_set(self, data: dict[str, Any]) -> None:
+        self.project_limits[(data["model"], data["project"])] = data
+
+
+class RegistryFollower:
+    """Keep a ``RegistryView`` current by following the registry stream."""
+
+    def __init__(self, js: JetStreamContext, subjects: Subjects) -> None:
+        self.view = RegistryView()
+        self._js = js
+        self._subjects = subjects
+        self._applied_seq = 0
+        self._caught_up = asyncio.Event()
+        self._target_seq = 0
+        self._subscription: Any = None
+
+    async def start(self, timeout: float = 30.0) -> None:
+        """Replay the stream from the start and return once caught up."""
+        self._target_seq = await self._last_sequence()
+        if self._target_seq == 0:
+            self._caught_up.set()
+        self._subscription = await self._js.subscribe(
+            self._subjects.registry_events,
+            stream=self._subjects.registry_stream,
+            ordered_consumer=True,
+            deliver_policy=DeliverPolicy.ALL,
+            cb=self._on_message,
+            idle_heartbeat=5.0,
+        )
+        await asyncio.wait_for(self._caught_up.wait(), timeout)
+        _log.info("registry_view_ready", registry_version=self.view.version)
+
+    async def stop(self) -> None:
+        if self._subscription is not None:
+            await self._subscription.unsubscribe()
+            self._subscription = None
+
+    async def _last_sequence(self) -> int:
+        try:
+            info = await self._js.stream_info(self._subjects.registry_stream)
+        except NotFoundError:
+            return 0
+        return info.state.last_seq
+
+    async def _on_message(self, msg: Any) -> None:
+        event = RegistryEvent.model_validate(orjson.loads(msg.data))
+        self.view.apply(event)
+        self._applied_seq = msg.metadata.sequence.stream
+        if self._applied_seq >= self._target_seq:
+            self._caught_up.set()
+        _log.debug("registry_event_applied", kind=event.kind, version=event.version)
