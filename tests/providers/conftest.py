@@ -82,7 +82,7 @@ def streamed_tool_calls(chunks: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [calls[index] for index in sorted(calls)]
 
 
-WEATHER_TOOL = {
+WEATHER_TOOL: dict[str, Any] = {
     "type": "function",
     "function": {
         "name": "get_weather",
@@ -94,7 +94,7 @@ WEATHER_TOOL = {
         },
     },
 }
-TIME_TOOL = {
+TIME_TOOL: dict[str, Any] = {
     "type": "function",
     "function": {
         "name": "get_time",
@@ -106,7 +106,7 @@ TIME_TOOL = {
         },
     },
 }
-ANSWER_FORMAT = {
+ANSWER_FORMAT: dict[str, Any] = {
     "type": "json_schema",
     "json_schema": {
         "name": "answer",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
+from .anthropic_messages import AnthropicMessages
 from .base import Adapter
 from .openai_chat import AzureOpenAIChat, OpenAIChat
 from .resilience import ProviderCaller
@@ -17,5 +18,6 @@ def build_adapters(caller: ProviderCaller | None = None) -> Mapping[str, Adapter
         {
             "openai_chat": OpenAIChat(caller),
             "azure_openai_chat": AzureOpenAIChat(caller),
+            "anthropic_messages": AnthropicMessages(caller),
         }
     )
