@@ -45,6 +45,8 @@ FINISH_REASONS = {
     "max_tokens": "length",
     "tool_use": "tool_calls",
     "refusal": "content_filter",
+    "guardrail_intervened": "content_filter",
+    "content_filtered": "content_filter",
 }
 # Anthropic's stream error types, as the HTTP status they would have had.
 STREAM_ERROR_STATUS = {"overloaded_error": 529, "rate_limit_error": 429}
@@ -223,7 +225,8 @@ class StreamTranslator:
         return []
 
     def _on_message_delta(self, data: JSON) -> list[JSON]:
-        self.stop_reason = (data.get("delta") or {}).get("stop_reason")
+        delta = data.get("delta") or {}
+        self.stop_reason = delta.get("stop_reason") or self.stop_reason
         reported = data.get("usage") or {}
         self.output_reported = self.output_reported or "output_tokens" in reported
         self.raw_usage.update({k: v for k, v in reported.items() if v is not None})

@@ -7,6 +7,7 @@ from types import MappingProxyType
 
 from .anthropic_messages import AnthropicMessages
 from .base import Adapter
+from .bedrock_converse import BedrockConverse
 from .openai_chat import AzureOpenAIChat, OpenAIChat
 from .resilience import ProviderCaller
 
@@ -19,5 +20,6 @@ def build_adapters(caller: ProviderCaller | None = None) -> Mapping[str, Adapter
             "openai_chat": OpenAIChat(caller),
             "azure_openai_chat": AzureOpenAIChat(caller),
             "anthropic_messages": AnthropicMessages(caller),
+            "bedrock_converse": BedrockConverse(caller),
         }
     )
