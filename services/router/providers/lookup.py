@@ -8,6 +8,7 @@ from types import MappingProxyType
 from .anthropic_messages import AnthropicMessages
 from .base import Adapter
 from .bedrock_converse import BedrockConverse
+from .gemini_generate_content import GeminiGenerateContent
 from .openai_chat import AzureOpenAIChat, OpenAIChat
 from .resilience import ProviderCaller
 
@@ -21,5 +22,6 @@ def build_adapters(caller: ProviderCaller | None = None) -> Mapping[str, Adapter
             "azure_openai_chat": AzureOpenAIChat(caller),
             "anthropic_messages": AnthropicMessages(caller),
             "bedrock_converse": BedrockConverse(caller),
+            "gemini_generate_content": GeminiGenerateContent(caller),
         }
     )
