@@ -62,13 +62,15 @@ class Denial:
 class _Party:
     """What one party (an enrollment, a project, a user) of a model was charged."""
 
-    __slots__ = ("key", "last_charged", "requests", "tokens")
+    __slots__ = ("key", "last_active", "requests", "tokens")
 
-    def __init__(self, key: PartyKey) -> None:
+    def __init__(self, key: PartyKey, last_active: int) -> None:
         self.key = key
         self.requests = RollingWindow()
         self.tokens = RollingWindow()
-        self.last_charged = -1
+        # The last second the party was created or charged: it can be
+        # forgotten once that second has left the window.
+        self.last_active = last_active
 
 
 class _Held:
@@ -110,7 +112,7 @@ class QuotaBook:
             raise ValueError(f"tokens must be 0 or more, got {tokens}")
         now = self._tick(now)
         second = int(now)
-        parties = self._parties_of(model_id, project, user)
+        parties = self._parties_of(second, model_id, project, user)
 
         if not self._all_fit(second, parties, limits, tokens):
             return _deny(now, parties, limits, tokens)
@@ -172,7 +174,9 @@ class QuotaBook:
         expired = grant.second <= int(now) - HELD_SECONDS
         if expired or grant.reservation_id in self._held:
             return False
-        parties = self._parties_of(grant.model_id, grant.project, grant.user)
+        parties = self._parties_of(
+            grant.second, grant.model_id, grant.project, grant.user
+        )
         self._charge(grant, parties)
         self._next_id = max(self._next_id, grant.reservation_id + 1)
         return True
@@ -196,9 +200,9 @@ class QuotaBook:
         """Serialise the whole book to compact JSON bytes."""
         cutoff = int(self._now) - HELD_SECONDS
         parties = [
-            [*party.key, party.last_charged, *_windows_state(party)]
+            [*party.key, party.last_active, *_windows_state(party)]
             for party in self._parties.values()
-            if party.last_charged > cutoff
+            if party.last_active > cutoff
         ]
         held = [
             [g.reservation_id, g.second, g.model_id, g.project, g.user, g.tokens]
@@ -234,18 +238,17 @@ class QuotaBook:
     def _restore_parties(self, rows: list[list[Any]]) -> None:
         rows.sort(key=lambda row: row[3])
         for scope, model_id, name, last, requests, tokens in rows:
-            party = _Party((scope, model_id, name))
-            party.last_charged = last
+            party = _Party((scope, model_id, name), last)
             party.requests = RollingWindow.from_state(requests)
             party.tokens = RollingWindow.from_state(tokens)
             self._parties[party.key] = party
-            self._idle_order.append((party.last_charged, party))
+            self._idle_order.append((party.last_active, party))
 
     def _restore_held(self, rows: list[list[Any]]) -> None:
         rows.sort(key=lambda row: (row[1], row[0]))
         for reservation_id, second, model_id, project, user, tokens in rows:
             grant = Grant(reservation_id, second, model_id, project, user, tokens)
-            parties = self._parties_of(grant.model_id, grant.project, grant.user)
+            parties = self._parties_of(second, model_id, project, user)
             self._held[grant.reservation_id] = _Held(grant, parties)
             self._held_order.append((grant.second, grant.reservation_id))
 
@@ -261,23 +264,26 @@ class QuotaBook:
         idle_order = self._idle_order
         while idle_order and idle_order[0][0] <= cutoff:
             second, party = idle_order.popleft()
-            if party.last_charged == second:
+            if party.last_active == second:
                 del self._parties[party.key]
         return now
 
     def _parties_of(
-        self, model_id: str, project: str, user: str | None
+        self, second: int, model_id: str, project: str, user: str | None
     ) -> tuple[_Party, ...]:
-        enrollment = self._party(("enrollment", model_id, ""))
-        of_project = self._party(("project", model_id, project))
+        enrollment = self._party(second, ("enrollment", model_id, ""))
+        of_project = self._party(second, ("project", model_id, project))
         if user is None:
             return (enrollment, of_project)
-        return (enrollment, of_project, self._party(("user", model_id, user)))
+        return (enrollment, of_project, self._party(second, ("user", model_id, user)))
 
-    def _party(self, key: PartyKey) -> _Party:
+    def _party(self, second: int, key: PartyKey) -> _Party:
         party = self._parties.get(key)
         if party is None:
-            party = self._parties[key] = _Party(key)
+            # Queued for pruning at once: a denied call charges nothing, and
+            # its new parties must not outlive the window.
+            party = self._parties[key] = _Party(key, second)
+            self._idle_order.append((second, party))
         return party
 
     def _all_fit(
@@ -299,8 +305,8 @@ class QuotaBook:
         for party in parties:
             party.requests.add(second, 1)
             party.tokens.add(second, grant.tokens)
-            if party.last_charged < second:
-                party.last_charged = second
+            if party.last_active < second:
+                party.last_active = second
                 self._idle_order.append((second, party))
         self._held[grant.reservation_id] = _Held(grant, parties)
         self._held_order.append((second, grant.reservation_id))

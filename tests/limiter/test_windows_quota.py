@@ -201,3 +201,13 @@ def test_a_replayed_grant_charges_every_level_without_checking_limits() -> None:
     assert book.used(8.0, "user", "m1", "u1") == RateLimit(1, 25)
     assert isinstance(new := acquire(book, 8.0, Limits(WIDE, WIDE)), Grant)
     assert new.reservation_id == 42
+
+
+def test_a_denied_call_from_a_new_user_leaves_nothing_behind_after_the_window() -> None:
+    book = QuotaBook()
+    limits = Limits(WIDE, WIDE, RateLimit(tpm=5))
+
+    assert isinstance(acquire(book, 0.0, limits, user="u9", tokens=6), Denial)
+    acquire(book, 61.0, limits, project="p2")
+
+    assert len(book) == 2
