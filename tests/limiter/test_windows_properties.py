@@ -235,6 +235,7 @@ class Run:
     def settle(self, index: int, real_tokens: int) -> None:
         booked = self.pick(index)
         if booked is None:
+            assert not self.book.settle(self.now, 0, real_tokens)
             return
         expected = self.still_open(booked)
         assert self.book.settle(self.now, booked.grant.reservation_id, real_tokens) is (
@@ -248,6 +249,7 @@ class Run:
     def refund(self, index: int) -> None:
         booked = self.pick(index)
         if booked is None:
+            assert not self.book.refund(self.now, 0)
             return
         expected = self.still_open(booked)
         assert self.book.refund(self.now, booked.grant.reservation_id) is expected
