@@ -26,6 +26,18 @@ USAGE_DUPLICATE_WINDOW_S = 24 * 3600.0
 republished copy; metering's own store de-duplicates beyond that."""
 
 
+async def _on_error(exc: Exception) -> None:
+    _log.warning("nats_error", error=str(exc) or type(exc).__name__)
+
+
+async def _on_disconnected() -> None:
+    _log.warning("nats_disconnected")
+
+
+async def _on_reconnected() -> None:
+    _log.info("nats_reconnected")
+
+
 async def connect(settings: Settings, name: str) -> NatsClient:
     """Open a NATS connection that reconnects forever once established."""
     try:
@@ -36,6 +48,9 @@ async def connect(settings: Settings, name: str) -> NatsClient:
             reconnect_time_wait=0.5,
             connect_timeout=2,
             allow_reconnect=True,
+            error_cb=_on_error,
+            disconnected_cb=_on_disconnected,
+            reconnected_cb=_on_reconnected,
         )
     except (NoServersError, OSError, TimeoutError) as exc:
         raise Unavailable(f"cannot reach NATS at {settings.nats_url}: {exc}") from exc

@@ -16,6 +16,7 @@ from importlib.metadata import version as package_version
 from typing import Any, Protocol
 
 from nats.aio.client import Client as NatsClient
+from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 
 from shared import bus
@@ -115,7 +116,11 @@ class Service:
         for component in reversed(self.components):
             await component.stop()
         if self._nc is not None:
-            await self._nc.drain()
+            try:
+                await self._nc.drain()
+            except NatsError as exc:
+                _log.warning("nats_drain_failed", error=str(exc))
+                await self._nc.close()
             self._nc = None
         _log.info("service_stopped", instance=self.settings.instance)
 

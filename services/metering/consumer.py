@@ -41,6 +41,8 @@ class UsageConsumer:
         self._store = store
         self._durable = f"{subjects.stream_prefix}metering"
         self._task: asyncio.Task[None] | None = None
+        self._running = False
+        self._subscription: JetStreamContext.PullSubscription | None = None
         self.stored = 0
 
     async def start(self) -> None:
@@ -58,17 +60,28 @@ class UsageConsumer:
         subscription = await self._js.pull_subscribe_bind(
             self._durable, stream=self._subjects.usage_stream
         )
+        self._running = True
+        self._subscription = subscription
         self._task = asyncio.create_task(self._run(subscription))
 
     async def stop(self) -> None:
+        self._running = False
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            # nats-py turns a cancelled fetch into a TimeoutError.
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                 await self._task
             self._task = None
+        if self._subscription is not None:
+            # Left subscribed, a pull subscription holds the connection's
+            # drain for its full 30 s timeout.
+            await self._subscription.unsubscribe()
+            self._subscription = None
 
     async def _run(self, subscription: JetStreamContext.PullSubscription) -> None:
-        while True:
+        # nats-py turns a cancelled fetch into a timeout, so the loop also
+        # checks a flag rather than relying on cancellation alone.
+        while self._running:
             try:
                 messages = await subscription.fetch(BATCH, timeout=1.0)
             except NatsTimeout:

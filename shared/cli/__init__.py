@@ -1,0 +1,1 @@
+"""The ``byom`` command line: admin and user verbs, ``byom up``, tokens."""

@@ -1,0 +1,43 @@
+"""The ``byom`` command: global options and the verbs of each area."""
+
+from __future__ import annotations
+
+import typer
+
+from shared.cli import calls, registry, up
+from shared.cli.context import Options, setting
+
+app = typer.Typer(
+    name="byom",
+    help="Run and administer the BYOM gateway.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    nats_url: str = typer.Option(
+        "nats://127.0.0.1:4222", envvar="NATS_URL", help="The gateway's NATS."
+    ),
+    token: str | None = typer.Option(
+        None,
+        envvar="BYOM_TOKEN",
+        help="Bearer token; by default a local admin token from BYOM_AUTH_SECRET.",
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+) -> None:
+    ctx.obj = Options(
+        nats_url=nats_url, token=token or setting("BYOM_TOKEN"), as_json=as_json
+    )
+
+
+app.command()(up.up)
+app.command()(calls.status)
+app.command()(calls.chat)
+app.command()(calls.usage)
+app.command()(calls.token)
+app.add_typer(registry.source_app, name="source")
+app.add_typer(registry.model_app, name="model")
+app.add_typer(registry.access_app, name="access")
