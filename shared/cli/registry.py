@@ -9,6 +9,7 @@ from typing import Any
 import typer
 
 from shared.cli.context import options, table
+from shared.client import ByomClient
 
 source_app = typer.Typer(
     help="Provider endpoints the gateway calls.", no_args_is_help=True
@@ -80,15 +81,64 @@ def source_get(ctx: typer.Context, rid: str) -> None:
 @model_app.command("register")
 def model_register(
     ctx: typer.Context,
-    spec: Path = typer.Argument(help="JSON file with the model's fields.", exists=True),
+    name: str = typer.Argument(help="Unique name clients put in 'model'."),
+    source: str = typer.Option(..., help="Source name or rid."),
+    provider: str = typer.Option("openai", help="openai, anthropic, bedrock, ..."),
+    provider_model: str = typer.Option(..., help="The provider's model id."),
+    api: str = typer.Option("openai_chat", help="Endpoint api."),
+    path: str = typer.Option("/v1/chat/completions", help="Endpoint path."),
+    capability: list[str] = typer.Option([], help="Declared capability (repeat)."),
+    rpm: int | None = typer.Option(None, help="Enrollment requests per minute."),
+    tpm: int | None = typer.Option(None, help="Enrollment tokens per minute."),
+    user_rpm: int | None = typer.Option(None, help="Per-user requests per minute."),
+    user_tpm: int | None = typer.Option(None, help="Per-user tokens per minute."),
+    spec: Path | None = typer.Option(
+        None, "--file", exists=True, help="JSON file with every field instead."
+    ),
 ) -> None:
-    """Register a model from a JSON file (see docs/walkthrough.md)."""
-    try:
-        body = json.loads(spec.read_text())
-    except ValueError as exc:
-        raise typer.BadParameter(f"{spec} is not valid JSON: {exc}") from exc
+    """Register a model on a source, from options or a JSON file."""
+    if spec is not None:
+        body = _json_file(spec)
+    else:
+        body = {
+            "name": name, "provider": provider, "provider_model": provider_model,
+            "endpoints": [{"api": api, "path": path, "capabilities": capability}],
+            "limits": {
+                "enrollment": _level(rpm, tpm), "user": _level(user_rpm, user_tpm)
+            },
+        }  # fmt: skip
     opts = options(ctx)
-    opts.show(opts.run(lambda c: c.registry("model.register", body)), _models)
+
+    async def register(client: ByomClient) -> dict[str, Any]:
+        body["source"] = await _source_rid(client, body.get("source", source))
+        return await client.registry("model.register", body)
+
+    opts.show(opts.run(register), _models)
+
+
+def _level(rpm: int | None, tpm: int | None) -> dict[str, int]:
+    return {k: v for k, v in (("rpm", rpm), ("tpm", tpm)) if v is not None}
+
+
+def _json_file(path: Path) -> dict[str, Any]:
+    try:
+        body = json.loads(path.read_text())
+    except ValueError as exc:
+        raise typer.BadParameter(f"{path} is not valid JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise typer.BadParameter(f"{path} must hold a JSON object")
+    return body
+
+
+async def _source_rid(client: ByomClient, source: str) -> str:
+    """Accept a source's rid or its name."""
+    if source.startswith("ri.byom.source."):
+        return source
+    listed = await client.registry("source.list", {})
+    for found in listed["sources"]:
+        if found["name"] == source:
+            return str(found["rid"])
+    raise typer.BadParameter(f"no source named {source!r}", param_hint="--source")
 
 
 @model_app.command("list")
