@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from services.limiter.limits import Limits, RateLimit
 from services.limiter.windows import HELD_SECONDS, RollingWindow
@@ -33,8 +33,7 @@ PartyKey = tuple[Scope, str, str]
 SNAPSHOT_VERSION = 1
 
 
-@dataclass(frozen=True, slots=True)
-class Grant:
+class Grant(NamedTuple):
     """An admitted call: its reservation, charged at `second` to each level."""
 
     reservation_id: int
@@ -271,48 +270,54 @@ class QuotaBook:
     def _parties_of(
         self, second: int, model_id: str, project: str, user: str | None
     ) -> tuple[_Party, ...]:
-        enrollment = self._party(second, ("enrollment", model_id, ""))
-        of_project = self._party(second, ("project", model_id, project))
+        held = self._parties
+        key: PartyKey = ("enrollment", model_id, "")
+        enrollment = held.get(key) or self._add_party(second, key)
+        key = ("project", model_id, project)
+        of_project = held.get(key) or self._add_party(second, key)
         if user is None:
             return (enrollment, of_project)
-        return (enrollment, of_project, self._party(second, ("user", model_id, user)))
+        key = ("user", model_id, user)
+        return (enrollment, of_project, held.get(key) or self._add_party(second, key))
 
-    def _party(self, second: int, key: PartyKey) -> _Party:
-        party = self._parties.get(key)
-        if party is None:
-            # Queued for pruning at once: a denied call charges nothing, and
-            # its new parties must not outlive the window.
-            party = self._parties[key] = _Party(key, second)
-            self._idle_order.append((second, party))
+    def _add_party(self, second: int, key: PartyKey) -> _Party:
+        party = self._parties[key] = _Party(key, second)
+        # Queued for pruning at once: a denied call charges nothing, and the
+        # parties it created must not outlive the window.
+        self._idle_order.append((second, party))
         return party
 
     def _all_fit(
         self, second: int, parties: tuple[_Party, ...], limits: Limits, tokens: int
     ) -> bool:
-        levels = (limits.enrollment, limits.project, limits.user)
-        for party, limit in zip(parties, levels, strict=False):
-            if limit is None:
-                continue
-            rpm, tpm = limit.rpm, limit.tpm
-            if rpm is not None and party.requests.used_at(second) >= rpm:
-                return False
-            if tpm is not None and party.tokens.used_at(second) + tokens > tpm:
-                return False
-        return True
+        return (
+            _fits(parties[0], limits.enrollment, second, tokens)
+            and _fits(parties[1], limits.project, second, tokens)
+            and (len(parties) < 3 or _fits(parties[2], limits.user, second, tokens))
+        )
 
     def _charge(self, grant: Grant, parties: tuple[_Party, ...]) -> None:
-        second = grant.second
+        reservation_id, second, _, _, _, tokens = grant
         for party in parties:
             party.requests.add(second, 1)
-            party.tokens.add(second, grant.tokens)
+            party.tokens.add(second, tokens)
             if party.last_active < second:
                 party.last_active = second
                 self._idle_order.append((second, party))
-        self._held[grant.reservation_id] = _Held(grant, parties)
-        self._held_order.append((second, grant.reservation_id))
+        self._held[reservation_id] = _Held(grant, parties)
+        self._held_order.append((second, reservation_id))
 
 
 _SCOPES: tuple[Scope, ...] = ("enrollment", "project", "user")
+
+
+def _fits(party: _Party, limit: RateLimit | None, second: int, tokens: int) -> bool:
+    if limit is None:
+        return True
+    rpm, tpm = limit.rpm, limit.tpm
+    if rpm is not None and party.requests.used_at(second) >= rpm:
+        return False
+    return tpm is None or party.tokens.used_at(second) + tokens <= tpm
 
 
 def _windows_state(party: _Party) -> tuple[list[int], list[int]]:

@@ -44,7 +44,8 @@ class RollingWindow:
 
     def used_at(self, second: int) -> int:
         """Return what the window holds during `second`."""
-        self.advance(second)
+        if second > self._newest:
+            self.advance(second)
         return self.total
 
     def room(self, now: float, limit: int) -> int:
@@ -69,8 +70,9 @@ class RollingWindow:
         A later second moves the window there first; nothing is added once
         the bucket has left the window.
         """
-        self.advance(at_second)
-        if not self.holds(at_second):
+        if at_second > self._newest:
+            self.advance(at_second)
+        elif at_second <= self._newest - HELD_SECONDS:
             return 0
         self._buckets[at_second % HELD_SECONDS] += amount
         self.total += amount
