@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,7 +28,8 @@ from shared.identity import mint_token
 LOCAL_ENV = "local.env"
 T = TypeVar("T")
 
-console = Console()
+# Piped output is not cut to 80 columns: tables stay readable in logs.
+console = Console(width=None if sys.stdout.isatty() else 160)
 errors = Console(stderr=True)
 
 
