@@ -46,7 +46,12 @@ class SecretBox:
 
     def reseal(self, sealed: str) -> str:
         """Seal again under the first key, for key rotation."""
-        return self._fernet.rotate(sealed.encode()).decode()
+        try:
+            return self._fernet.rotate(sealed.encode()).decode()
+        except InvalidToken as exc:
+            raise SecretBoxError(
+                "a source secret cannot be opened with BYOM_SECRET_KEY"
+            ) from exc
 
     @staticmethod
     def generate_key() -> str:

@@ -1,176 +1,87 @@
-"""Registry endpoints: each validates, checks permission, commits, publishes."""
+"""What every registry endpoint shares: the store, the outbox, one writer.
+
+Each endpoint validates its body, checks the caller's permission, and makes
+its change with ``RegistryCore.change``: the object, the new registry
+version and its event are written in one transaction, then the event is
+published to ``BYOM_REGISTRY`` before the reply goes out, so a caller that
+has its answer can count on the followers seeing the change next.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
-from pydantic import BaseModel, ValidationError
+import aiosqlite
 
 from services.registry import store as writes
 from services.registry.publisher import EventPublisher
 from services.registry.store import RegistryStore
 from shared.contracts.events import EventKind
-from shared.contracts.registry import (
-    AccessSpec,
-    ModelSpec,
-    SourceSpec,
-    public_auth,
-)
-from shared.errors import Conflict, Forbidden, InvalidRequest, NotFound
-from shared.identity import Principal
+from shared.errors import Conflict, NotFound
 from shared.logs import get_logger
 from shared.secrets import SecretBox
-from shared.transport import Call, invalid_from_validation
 
 _log = get_logger(__name__)
-_Spec = TypeVar("_Spec", bound=BaseModel)
 
 
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
-def parse(spec: type[_Spec], body: dict[str, Any]) -> _Spec:
-    """Validate a body against its spec, naming the first bad field."""
-    try:
-        return spec.model_validate(body)
-    except ValidationError as exc:
-        raise invalid_from_validation(exc) from exc
-
-
-def require_admin(caller: Principal) -> None:
-    if not caller.is_admin:
-        raise Forbidden(
-            "only enrollment administrators may do this: "
-            "ask one for the 'enrollment-admin' role"
-        )
-
-
-def source_role(source: dict[str, Any], caller: Principal) -> str | None:
-    """Return the strongest role the caller holds on a source, if any."""
-    rank = {"owner": 3, "editor": 2, "viewer": 1}
-    held = [role for who, role in source["roles"].items() if who in caller.principals]
-    return max(held, key=rank.__getitem__, default=None)
-
-
-def require_source_role(
-    source: dict[str, Any], caller: Principal, allowed: tuple[str, ...]
-) -> None:
-    role = source_role(source, caller)
-    if role not in allowed:
-        raise Forbidden(
-            f"you need to be {' or '.join(allowed)} of source {source['name']!r} "
-            f"(you are {role or 'not on its roles'})"
-        )
-
-
-class RegistryHandlers:
-    """The registry's request/reply endpoints."""
+class RegistryCore:
+    """The registry's state and the one path by which it changes."""
 
     def __init__(
         self, store: RegistryStore, publisher: EventPublisher, box: SecretBox
     ) -> None:
-        self._store = store
+        self.store = store
+        self.box = box
         self._publisher = publisher
-        self._box = box
-        # Changes are serialised so versions and events stay in one order.
+        # Check-then-write sequences (unique names, models on a source) and
+        # versions stay consistent only if one change runs at a time.
         self._writing = asyncio.Lock()
 
-    async def _change(
-        self, kind: EventKind, data: dict[str, Any], write: writes._Write
-    ) -> None:
+    @asynccontextmanager
+    async def writing(self) -> AsyncIterator[None]:
+        """Hold the registry's write lock for a check-then-change sequence."""
         async with self._writing:
-            event = await self._store.commit_change(kind, data, now_iso(), write)
-            await self._publisher.publish_pending()
+            yield
+
+    async def change(
+        self, kind: EventKind, data: dict[str, Any], write: writes.Write
+    ) -> int:
+        """Commit one change and publish its event; call under ``writing``."""
+        try:
+            event = await self.store.commit_change(kind, data, now_iso(), write)
+        except aiosqlite.IntegrityError as exc:
+            raise Conflict(f"the change conflicts with existing data: {exc}") from exc
+        await self._publisher.publish_pending()
         _log.info("registry_changed", kind=kind, version=event.version)
+        return event.version
 
-    async def source_create(self, call: Call) -> dict[str, Any]:
-        require_admin(call.caller)
-        spec = parse(SourceSpec, call.body)
-        if await self._store.find_by_name("sources", spec.name):
-            raise Conflict(f"a source named {spec.name!r} already exists")
-        stamp = now_iso()
-        auth = spec.auth.model_dump()
-        secret = auth.get("secret")
-        doc = {
-            "rid": f"ri.byom.source.{uuid.uuid4()}",
-            "name": spec.name,
-            "base_url": spec.base_url,
-            "port": spec.port,
-            "auth": public_auth(auth),
-            "exports_enabled": spec.exports_enabled,
-            "roles": {**spec.roles, f"user:{call.caller.user}": "owner"},
-            "created_at": stamp,
-            "updated_at": stamp,
-        }
-        sealed = self._box.seal(secret) if secret else None
-        event_data = {**doc, "sealed_secret": sealed}
-        await self._change(
-            "source.upserted", event_data, writes.put_source(doc, sealed)
-        )
-        return doc
-
-    async def source_get(self, call: Call) -> dict[str, Any]:
-        require_admin(call.caller)
-        return await self._existing("sources", call.body)
-
-    async def source_list(self, call: Call) -> dict[str, Any]:
-        require_admin(call.caller)
-        return {"sources": await self._store.all("sources")}
-
-    async def model_register(self, call: Call) -> dict[str, Any]:
-        require_admin(call.caller)
-        spec = parse(ModelSpec, call.body)
-        source = await self._store.get("sources", spec.source)
-        if source is None:
-            raise NotFound(f"no source with rid {spec.source!r}")
-        require_source_role(source, call.caller, ("owner", "editor"))
-        if not source["exports_enabled"]:
-            raise InvalidRequest(
-                f"source {source['name']!r} has exports disabled: "
-                "enable exports on it before registering models",
-                field="source",
-            )
-        if await self._store.find_by_name("models", spec.name):
-            raise Conflict(f"a model named {spec.name!r} already exists")
-        stamp = now_iso()
-        doc = {
-            "rid": f"ri.byom.model.{uuid.uuid4()}",
-            **spec.model_dump(mode="json"),
-            "enabled": True,
-            "created_at": stamp,
-            "updated_at": stamp,
-        }
-        await self._change("model.upserted", doc, writes.put_model(doc))
-        return doc
-
-    async def model_get(self, call: Call) -> dict[str, Any]:
-        require_admin(call.caller)
-        return await self._existing("models", call.body)
-
-    async def model_list(self, call: Call) -> dict[str, Any]:
-        require_admin(call.caller)
-        return {"models": await self._store.all("models")}
-
-    async def access_set(self, call: Call) -> dict[str, Any]:
-        require_admin(call.caller)
-        spec = parse(AccessSpec, call.body)
-        doc = {**spec.model_dump(), "updated_at": now_iso()}
-        await self._change("access.set", doc, writes.put_setting("access", doc))
-        return doc
-
-    async def access_get(self, call: Call) -> dict[str, Any]:
-        require_admin(call.caller)
-        return await self._store.setting("access") or {"enabled": False, "groups": None}
-
-    async def _existing(self, table: str, body: dict[str, Any]) -> dict[str, Any]:
-        rid = body.get("rid")
-        if not isinstance(rid, str) or not rid:
-            raise InvalidRequest("rid: give the rid of the object", field="rid")
-        found = await self._store.get(table, rid)
+    async def existing(self, table: str, rid: str) -> dict[str, Any]:
+        """Return a source or model by rid, or refuse with ``not_found``."""
+        found = await self.store.get(table, rid)
         if found is None:
-            raise NotFound(f"no {table[:-1]} with rid {rid!r}")
+            raise NotFound(f"no {table[:-1]} with rid {rid!r}: check the rid")
         return found
+
+    async def model_by_rid_or_name(self, ref: str) -> dict[str, Any]:
+        """Return a model named by rid or by name, or refuse with ``not_found``."""
+        found = await self.store.get("models", ref)
+        found = found or await self.store.find_by_name("models", ref)
+        if found is None:
+            raise NotFound(f"no model with rid or name {ref!r}")
+        return found
+
+    async def name_free(self, table: str, name: str, rid: str | None = None) -> None:
+        """Refuse a name another object of the table already has."""
+        holder = await self.store.find_by_name(table, name)
+        if holder is not None and holder["rid"] != rid:
+            raise Conflict(
+                f"a {table[:-1]} named {name!r} already exists: choose another name"
+            )

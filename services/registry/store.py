@@ -106,6 +106,13 @@ class RegistryStore:
             row = await cursor.fetchone()
         return None if row is None else row[0]
 
+    async def sealed_secrets(self) -> list[tuple[str, str]]:
+        """Return ``(rid, sealed secret)`` of every source that has a secret."""
+        query = "SELECT rid, sealed_secret FROM sources WHERE sealed_secret IS NOT NULL"
+        async with self.db.execute(query) as cursor:
+            rows = await cursor.fetchall()
+        return [(str(row[0]), str(row[1])) for row in rows]
+
     async def count_models_of(self, source_rid: str) -> int:
         query = "SELECT COUNT(*) FROM models WHERE source = ?"
         async with self.db.execute(query, (source_rid,)) as cursor:
@@ -125,7 +132,7 @@ class RegistryStore:
         return None if row is None else dict(orjson.loads(row[0]))
 
     async def commit_change(
-        self, kind: EventKind, data: dict[str, Any], time: str, write: _Write
+        self, kind: EventKind, data: dict[str, Any], time: str, write: Write
     ) -> RegistryEvent:
         """Apply one write and record its event, atomically."""
         version = self.last_version + 1
@@ -156,14 +163,14 @@ class RegistryStore:
         await self.db.commit()
 
 
-class _Write:
+class Write:
     """A write step of a change: ``await write(db)`` inside its transaction."""
 
     async def __call__(self, db: aiosqlite.Connection) -> None:
         raise NotImplementedError
 
 
-def put_source(doc: dict[str, Any], sealed_secret: str | None) -> _Write:
+def put_source(doc: dict[str, Any], sealed_secret: str | None) -> Write:
     return _Statement(
         "INSERT OR REPLACE INTO sources (rid, name, doc, sealed_secret) "
         "VALUES (?, ?, ?, ?)",
@@ -171,32 +178,49 @@ def put_source(doc: dict[str, Any], sealed_secret: str | None) -> _Write:
     )
 
 
-def put_model(doc: dict[str, Any]) -> _Write:
+def put_model(doc: dict[str, Any]) -> Write:
     return _Statement(
         "INSERT OR REPLACE INTO models (rid, name, source, doc) VALUES (?, ?, ?, ?)",
         (doc["rid"], doc["name"], doc["source"], orjson.dumps(doc).decode()),
     )
 
 
-def delete_row(table: str, rid: str) -> _Write:
+def delete_row(table: str, rid: str) -> Write:
     return _Statement(f"DELETE FROM {_TABLES[table]} WHERE rid = ?", (rid,))  # noqa: S608
 
 
-def put_setting(key: str, doc: dict[str, Any]) -> _Write:
+def put_setting(key: str, doc: dict[str, Any]) -> Write:
     return _Statement(
         "INSERT OR REPLACE INTO settings (key, doc) VALUES (?, ?)",
         (key, orjson.dumps(doc).decode()),
     )
 
 
-def put_project_limits(doc: dict[str, Any]) -> _Write:
+def put_project_limits(doc: dict[str, Any]) -> Write:
     return _Statement(
         "INSERT OR REPLACE INTO project_limits (model, project, doc) VALUES (?, ?, ?)",
         (doc["model"], doc["project"], orjson.dumps(doc).decode()),
     )
 
 
-class _Statement(_Write):
+def delete_model(rid: str) -> Write:
+    """Delete a model and the project limits set for it."""
+    return _Steps(
+        delete_row("models", rid),
+        _Statement("DELETE FROM project_limits WHERE model = ?", (rid,)),
+    )
+
+
+class _Steps(Write):
+    def __init__(self, *steps: Write) -> None:
+        self._steps = steps
+
+    async def __call__(self, db: aiosqlite.Connection) -> None:
+        for step in self._steps:
+            await step(db)
+
+
+class _Statement(Write):
     def __init__(self, sql: str, params: tuple[Any, ...]) -> None:
         self._sql = sql
         self._params = params

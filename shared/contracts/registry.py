@@ -291,3 +291,41 @@ class ProjectLimitsSpec(_Strict):
         if self.percent is None and not absolute:
             raise ValueError("give percent (1..100) or at least one of rpm and tpm")
         return self
+
+
+class EmptyBody(_Strict):
+    """The body of a list or an admin command: no fields."""
+
+
+class RidBody(_Strict):
+    """The body of a get, delete, disable or enable: the object's rid."""
+
+    rid: Annotated[str, StringConstraints(min_length=1)]
+
+
+ShareRole = Literal["owner", "editor", "viewer", "none"]
+
+
+class SourceShare(_Strict):
+    """The body of ``source.share``; role ``none`` removes the principal."""
+
+    rid: Annotated[str, StringConstraints(min_length=1)]
+    principal: Principal
+    role: ShareRole
+
+
+class ProjectLimitsQuery(_Strict):
+    """The body of ``project_limits.get``: a model (rid or name) and a project."""
+
+    model: Annotated[str, StringConstraints(min_length=1)]
+    project: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+
+class SelectorQuery(_Strict):
+    """The body of ``selector``: the application asking for models."""
+
+    application: Annotated[str, StringConstraints(min_length=1)]
+
+
+NULLABLE_UPDATES = frozenset({"port", "context_window", "max_output_tokens"})
+"""Fields an update may set to null to clear them; any other null is refused."""
