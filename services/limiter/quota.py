@@ -58,6 +58,13 @@ class Denial:
     retry_after_s: float | None
 
 
+class Usage(NamedTuple):
+    """What a party's windows hold: requests admitted and tokens charged."""
+
+    requests: int
+    tokens: int
+
+
 class _Party:
     """What one party (an enrollment, a project, a user) of a model was charged."""
 
@@ -180,7 +187,7 @@ class QuotaBook:
         self._next_id = max(self._next_id, grant.reservation_id + 1)
         return True
 
-    def used(self, now: float, scope: Scope, model_id: str, name: str) -> RateLimit:
+    def used(self, now: float, scope: Scope, model_id: str, name: str) -> Usage:
         """Return the requests and tokens a party's windows hold at `now`.
 
         `name` is the project or user; "" for the enrollment.
@@ -188,8 +195,8 @@ class QuotaBook:
         second = int(max(now, self._now))
         party = self._parties.get((scope, model_id, name))
         if party is None:
-            return RateLimit(rpm=0, tpm=0)
-        return RateLimit(party.requests.used_at(second), party.tokens.used_at(second))
+            return Usage(0, 0)
+        return Usage(party.requests.used_at(second), party.tokens.used_at(second))
 
     def __len__(self) -> int:
         """Return how many parties the book holds."""

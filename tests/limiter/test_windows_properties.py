@@ -269,7 +269,7 @@ class Run:
         parties = {p for b in self.reference.booked for p in b.parties()}
         for party in parties:
             usage = self.book.used(self.now, *party)
-            assert (usage.rpm, usage.tpm) == self.reference.used(party, second), party
+            assert usage == self.reference.used(party, second), party
 
 
 @settings(

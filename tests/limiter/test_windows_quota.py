@@ -1,7 +1,7 @@
 """Behaviour of the quota book as the router sees it, one example at a time."""
 
 from services.limiter.limits import Limits, RateLimit
-from services.limiter.quota import Denial, Grant, QuotaBook
+from services.limiter.quota import Denial, Grant, QuotaBook, Usage
 
 WIDE = RateLimit(rpm=1000, tpm=1_000_000)
 
@@ -76,9 +76,9 @@ def test_a_denied_call_charges_no_level() -> None:
     acquire(book, 0.0, limits, user="u1", tokens=40)
 
     assert isinstance(acquire(book, 1.0, limits, user="u1", tokens=20), Denial)
-    assert book.used(1.0, "enrollment", "m1", "") == RateLimit(1, 40)
-    assert book.used(1.0, "project", "m1", "p1") == RateLimit(1, 40)
-    assert book.used(1.0, "user", "m1", "u1") == RateLimit(1, 40)
+    assert book.used(1.0, "enrollment", "m1", "") == Usage(1, 40)
+    assert book.used(1.0, "project", "m1", "p1") == Usage(1, 40)
+    assert book.used(1.0, "user", "m1", "u1") == Usage(1, 40)
 
 
 def test_users_and_projects_have_windows_of_their_own() -> None:
@@ -98,7 +98,7 @@ def test_settling_below_the_reservation_frees_tokens_at_once() -> None:
 
     assert book.settle(1.0, grant.reservation_id, 30)
     assert isinstance(acquire(book, 2.0, limits, tokens=70), Grant)
-    assert book.used(2.0, "enrollment", "m1", "") == RateLimit(2, 100)
+    assert book.used(2.0, "enrollment", "m1", "") == Usage(2, 100)
 
 
 def test_settling_above_the_reservation_charges_the_real_usage_and_delays_calls() -> (
@@ -110,7 +110,7 @@ def test_settling_above_the_reservation_charges_the_real_usage_and_delays_calls(
     assert isinstance(grant, Grant)
 
     assert book.settle(1.0, grant.reservation_id, 130)
-    assert book.used(1.0, "project", "m1", "p1") == RateLimit(1, 130)
+    assert book.used(1.0, "project", "m1", "p1") == Usage(1, 130)
     assert acquire(book, 2.0, limits, tokens=1) == Denial("enrollment", "tpm", 59.0)
 
 
@@ -132,7 +132,7 @@ def test_a_reservation_is_closed_once_settled_or_refunded() -> None:
     assert book.settle(1.0, grant.reservation_id, 5)
     assert not book.settle(2.0, grant.reservation_id, 1)
     assert not book.refund(2.0, grant.reservation_id)
-    assert book.used(2.0, "enrollment", "m1", "") == RateLimit(1, 5)
+    assert book.used(2.0, "enrollment", "m1", "") == Usage(1, 5)
 
 
 def test_a_reservation_never_settled_is_released_when_its_window_passes() -> None:
@@ -188,7 +188,7 @@ def test_a_restored_book_keeps_windows_and_open_reservations() -> None:
 
     assert acquire(restored, 2.0, limits) == Denial("enrollment", "rpm", 59.0)
     assert restored.settle(3.0, grant.reservation_id, 10)
-    assert restored.used(3.0, "user", "m1", "u1") == RateLimit(1, 10)
+    assert restored.used(3.0, "user", "m1", "u1") == Usage(1, 10)
     assert restored.snapshot() != book.snapshot()
 
 
@@ -198,7 +198,7 @@ def test_a_replayed_grant_charges_every_level_without_checking_limits() -> None:
 
     assert book.apply_grant(7.5, grant)
     assert not book.apply_grant(7.5, grant)
-    assert book.used(8.0, "user", "m1", "u1") == RateLimit(1, 25)
+    assert book.used(8.0, "user", "m1", "u1") == Usage(1, 25)
     assert isinstance(new := acquire(book, 8.0, Limits(WIDE, WIDE)), Grant)
     assert new.reservation_id == 42
 
