@@ -28,6 +28,11 @@ class Settings(BaseSettings):
     auth_public_key: str | None = None
     secret_key: str | None = None
     provider_timeout_s: float = 60.0
+    """Longest wait for provider bytes; the other ``provider_*`` fields bound
+    the handshake and the retries (docs/providers.md, Settings)."""
+    provider_connect_timeout_s: float = 10.0
+    provider_retry_budget_s: float = 30.0
+    provider_max_attempts: int = 4
     limiter_timeout_s: float = 0.5
     request_timeout_s: float = 5.0
     stream_replicas: int = 1

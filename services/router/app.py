@@ -23,7 +23,7 @@ class Router:
         self._service = service
         settings = service.settings
         self._box = SecretBox(settings.secret_key) if settings.secret_key else None
-        self._provider_settings = ProviderSettings.from_env()
+        self._provider_settings = provider_settings(settings)
         self.follower: RegistryFollower | None = None
         self.pipeline: InferencePipeline | None = None
         self._usage: UsagePublisher | None = None
@@ -34,12 +34,9 @@ class Router:
         self.follower = RegistryFollower(service.js, service.subjects)
         await self.follower.start()
         # One pooled client for every source: connections are kept per host.
+        # Timeouts are set per request by the provider caller.
         self._http = httpx.AsyncClient(
-            limits=httpx.Limits(max_connections=512, max_keepalive_connections=128),
-            timeout=httpx.Timeout(
-                self._provider_settings.timeout_s,
-                connect=self._provider_settings.connect_timeout_s,
-            ),
+            limits=httpx.Limits(max_connections=512, max_keepalive_connections=128)
         )
         self._usage = UsagePublisher(service.js, service.subjects)
         self.pipeline = InferencePipeline(
@@ -68,6 +65,16 @@ class Router:
 
     def registry_version(self) -> int:
         return self.follower.view.version if self.follower else 0
+
+
+def provider_settings(settings: Settings) -> ProviderSettings:
+    """Take the provider timeouts and retry bounds from the service settings."""
+    return ProviderSettings(
+        timeout_s=settings.provider_timeout_s,
+        connect_timeout_s=settings.provider_connect_timeout_s,
+        retry_budget_s=settings.provider_retry_budget_s,
+        max_attempts=settings.provider_max_attempts,
+    )
 
 
 def build(settings: Settings) -> Service:
