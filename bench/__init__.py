@@ -1,0 +1,1 @@
+"""The gateway's benchmark: ``python -m bench``; see docs/performance.md."""

@@ -1,0 +1,113 @@
+"""One load level: drive it, then read CPU, memory and metering lag.
+
+CPU is read from before the warm-up until metering has recorded every call
+the level sent, so the per-request figure includes the usage event's whole
+path, and is divided by every call sent (warm-up included).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench import profile
+from bench.cluster import SERVICES, Cluster, cpu_seconds
+from bench.load import Call, Callers, drive
+from shared.client import ByomClient
+
+LAG_TIMEOUT_S = 30.0
+LAG_POLL_S = 0.01
+
+
+@dataclass
+class Bench:
+    """What every level needs: the cluster, an admin client and the callers."""
+
+    cluster: Cluster
+    admin: ByomClient
+    callers: Callers
+    args: argparse.Namespace
+    source_rid: str
+
+
+def per_request(
+    before: dict[str, float], after: dict[str, float], requests: int
+) -> dict[str, float]:
+    """Turn two CPU readings into milliseconds per request, with the total."""
+    ms = {
+        name: (after[name] - before[name]) * 1000 / max(requests, 1) for name in after
+    }
+    ms["total"] = sum(ms[name] for name in SERVICES)
+    return ms
+
+
+def cpu_now(cluster: Cluster) -> dict[str, float]:
+    return {**cluster.cpu(), "bench": cpu_seconds(os.getpid())}
+
+
+async def metering_lag(admin: ByomClient, since: datetime, sent: int) -> float | None:
+    """Wait until metering has recorded ``sent`` calls made since ``since``."""
+    ended = time.perf_counter()
+    query = {"from": since.isoformat()}
+    while time.perf_counter() - ended < LAG_TIMEOUT_S:
+        rows = (await admin.usage(query))["rows"]
+        if sum(row["requests"] for row in rows) >= sent:
+            return time.perf_counter() - ended
+        await asyncio.sleep(LAG_POLL_S)
+    return None
+
+
+async def gateway_level(
+    bench: Bench,
+    call: Call,
+    concurrency: int,
+    profile_dir: Path | None = None,
+    seconds: tuple[float, float] | None = None,
+) -> dict[str, Any]:
+    """Drive the gateway; measure CPU from before warm-up to metering caught up.
+
+    ``seconds`` is (warm-up, measured), by default from the command line.
+    """
+    args = bench.args
+    warmup, duration = seconds or (args.warmup, args.duration)
+    since = datetime.now(UTC)
+    before = cpu_now(bench.cluster)
+    profiling = await profile.start(bench.cluster.pids, args, profile_dir)
+    sample = await drive(call, concurrency, warmup, duration)
+    lag = await metering_lag(bench.admin, since, sample.sent)
+    after = cpu_now(bench.cluster)
+    await profile.finish(profiling)
+    return {
+        **sample.summary(),
+        "metering_lag_s": lag,
+        "cpu_ms_per_request": per_request(before, after, sample.sent),
+    }
+
+
+async def level(
+    bench: Bench, kind: str, concurrency: int, profile_dir: Path | None
+) -> dict[str, Any]:
+    """Run one gateway level and the same direct level right after it."""
+    callers, args = bench.callers, bench.args
+    gateway_call = callers.gateway if kind == "chat" else callers.gateway_stream
+    direct_call = callers.direct if kind == "chat" else callers.direct_stream
+    gateway = await gateway_level(bench, gateway_call, concurrency, profile_dir)
+    direct = (
+        await drive(direct_call, concurrency, args.warmup, args.duration)
+    ).summary()
+    return {
+        "kind": kind,
+        "concurrency": concurrency,
+        "gateway": gateway,
+        "direct": direct,
+        "added_ms_p50": gateway["latency_ms_p50"] - direct["latency_ms_p50"],
+        "added_ms_p99": gateway["latency_ms_p99"] - direct["latency_ms_p99"],
+        "metering_lag_s": gateway.pop("metering_lag_s"),
+        "cpu_ms_per_request": gateway.pop("cpu_ms_per_request"),
+    }
