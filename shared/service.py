@@ -23,6 +23,7 @@ from shared import bus
 from shared.errors import Forbidden
 from shared.identity import TokenVerifier
 from shared.logs import configure_logging, get_logger
+from shared.metrics import Metrics, metrics_port
 from shared.settings import Settings
 from shared.subjects import Subjects
 from shared.telemetry import configure_tracing
@@ -56,6 +57,7 @@ class Service:
         self.endpoints: list[Endpoint] = []
         self.components: list[Component] = []
         self.registry_version: Callable[[], int] = lambda: 0
+        self.metrics = Metrics()
         self._started_at = time.monotonic()
         self._nc: NatsClient | None = None
 
@@ -90,6 +92,7 @@ class Service:
                 verifier=verifier,
                 span_name=span,
                 quiet=quiet,
+                metrics=self.metrics,
             )
         )
 
@@ -102,6 +105,7 @@ class Service:
         self.serve(self.subjects.status, self._status, replicas_share=False)
         for endpoint in self.endpoints:
             await endpoint.start(self.nc)
+        self.metrics.serve(metrics_port(self.name))
         _log.info(
             "service_started",
             instance=self.settings.instance,
@@ -122,6 +126,7 @@ class Service:
                 _log.warning("nats_drain_failed", error=str(exc))
                 await self._nc.close()
             self._nc = None
+        self.metrics.close()
         _log.info("service_stopped", instance=self.settings.instance)
 
     async def _status(self, call: Call) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from shared import telemetry
 from shared.errors import ByomError, InvalidRequest, Unauthenticated
 from shared.identity import Principal, TokenVerifier
 from shared.logs import bind_context, clear_context, get_logger
+from shared.metrics import Metrics
 
 AUTHORIZATION = "Authorization"
 ERROR_HEADER = "Byom-Error"
@@ -117,6 +118,7 @@ class Endpoint:
         span_name: str,
         max_in_flight: int = 256,
         quiet: bool = False,
+        metrics: Metrics | None = None,
     ) -> None:
         self.subject = subject
         self._handler = handler
@@ -128,6 +130,7 @@ class Endpoint:
         self._tasks: set[asyncio.Task[None]] = set()
         self._subscription: Subscription | None = None
         self._tracer = telemetry.tracer("byom")
+        self._metrics = metrics
 
     async def start(self, connection: NatsClient) -> None:
         self._connection = connection
@@ -170,7 +173,15 @@ class Endpoint:
                 span.set_status(trace.StatusCode.ERROR, outcome)
         if msg.reply and payload is not None:
             await self._connection.publish(msg.reply, payload, headers=reply_headers)
+        self._measure(outcome, started)
         self._log(outcome, started)
+
+    def _measure(self, outcome: str, started: float) -> None:
+        if self._metrics is not None:
+            self._metrics.requests.labels(self.subject, outcome).inc()
+            self._metrics.handling.labels(self.subject).observe(
+                time.perf_counter() - started
+            )
 
     async def _run(
         self, msg: Msg, headers: Mapping[str, str]

@@ -2,13 +2,23 @@
 
 A batch is written in one transaction and only then acknowledged, so a
 crash between the two redelivers it; the store's primary key on the
-request id keeps each request once.
+request id keeps each request once, and JetStream's duplicate window drops
+a republished event before it is even delivered.
+
+An event that cannot be read (bad JSON, a missing field, a bad time) is
+terminated at once and logged: no redelivery would fix it. An event the
+store refuses is handed back for redelivery after a delay, at most
+``MAX_DELIVER`` times in all; its last failure is logged as dropped.
+
+Each event gets an ingest span whose parent is the router's context from
+the message headers, so metering shows up in the request's trace.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from datetime import datetime
 
 import orjson
 from nats.aio.msg import Msg
@@ -16,33 +26,44 @@ from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from opentelemetry import trace
 from pydantic import ValidationError
 
-from services.metering.store import UsageStore
+from services.metering.store import StoreError, UsageStore, utc_text
+from shared import telemetry
 from shared.contracts.usage import UsageEvent
 from shared.logs import get_logger
+from shared.metrics import Metrics
 from shared.subjects import Subjects
 
 _log = get_logger(__name__)
 
-BATCH = 256
+BATCH = 512
 MAX_DELIVER = 20
 ACK_WAIT_S = 30.0
+RETRY_DELAY_S = 2.0
+LAG_INTERVAL_S = 5.0
 
 
 class UsageConsumer:
     """Move usage events from the stream into the store."""
 
     def __init__(
-        self, js: JetStreamContext, subjects: Subjects, store: UsageStore
+        self,
+        js: JetStreamContext,
+        subjects: Subjects,
+        store: UsageStore,
+        metrics: Metrics | None = None,
     ) -> None:
         self._js = js
         self._subjects = subjects
         self._store = store
+        self._metrics = metrics or Metrics()
         self._durable = f"{subjects.stream_prefix}metering"
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self._running = False
         self._subscription: JetStreamContext.PullSubscription | None = None
+        self._tracer = telemetry.tracer("byom.metering")
         self.stored = 0
 
     async def start(self) -> None:
@@ -62,16 +83,19 @@ class UsageConsumer:
         )
         self._running = True
         self._subscription = subscription
-        self._task = asyncio.create_task(self._run(subscription))
+        self._tasks = [
+            asyncio.create_task(self._run(subscription)),
+            asyncio.create_task(self._watch_lag()),
+        ]
 
     async def stop(self) -> None:
         self._running = False
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
             # nats-py turns a cancelled fetch into a TimeoutError.
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-                await self._task
-            self._task = None
+                await task
+        self._tasks = []
         if self._subscription is not None:
             # Left subscribed, a pull subscription holds the connection's
             # drain for its full 30 s timeout.
@@ -90,21 +114,99 @@ class UsageConsumer:
                 _log.warning("usage_fetch_failed", error=str(exc))
                 await asyncio.sleep(0.5)
                 continue
-            await self._store_batch(messages)
+            await self.ingest(messages)
 
-    async def _store_batch(self, messages: list[Msg]) -> None:
-        events: list[UsageEvent] = []
-        good = []
-        for message in messages:
+    async def ingest(self, messages: list[Msg]) -> None:
+        """Store one fetched batch, then acknowledge what is stored."""
+        readable = [
+            (message, event)
+            for message in messages
+            if (event := await self._read(message)) is not None
+        ]
+        spans = [self._ingest_span(message, event) for message, event in readable]
+        try:
+            stored = await self._store.insert([event for _, event in readable])
+        except StoreError as exc:
+            _log.error("usage_batch_failed", error=str(exc), events=len(readable))
+            await self._store_one_by_one(readable)
+        else:
+            self._count(stored, len(readable))
+            for message, _ in readable:
+                await message.ack()
+        for span in spans:
+            span.end()
+
+    async def _store_one_by_one(self, readable: list[tuple[Msg, UsageEvent]]) -> None:
+        # Isolates the event the store refuses so the rest of the batch lands.
+        for message, event in readable:
             try:
-                events.append(UsageEvent.model_validate(orjson.loads(message.data)))
-            except (orjson.JSONDecodeError, ValidationError) as exc:
-                _log.error("usage_event_rejected", error=str(exc))
-                await message.term()
+                stored = await self._store.insert([event])
+            except StoreError as exc:
+                await self._retry_later(message, event, exc)
                 continue
-            good.append(message)
-        stored = await self._store.insert(events)
-        self.stored += stored
-        for message in good:
+            self._count(stored, 1)
             await message.ack()
-        _log.info("usage_batch_stored", received=len(events), stored=stored)
+
+    async def _retry_later(
+        self, message: Msg, event: UsageEvent, exc: StoreError
+    ) -> None:
+        if message.metadata.num_delivered < MAX_DELIVER:
+            await message.nak(delay=RETRY_DELAY_S)
+            return
+        self._metrics.metering_events.labels("dropped").inc()
+        _log.error(
+            "usage_event_dropped",
+            request_id=event.request_id,
+            deliveries=message.metadata.num_delivered,
+            error=str(exc),
+        )
+        await message.term()
+
+    async def _read(self, message: Msg) -> UsageEvent | None:
+        """Decode an event; terminate one that no redelivery could fix."""
+        try:
+            event = UsageEvent.model_validate(orjson.loads(message.data))
+            event.time = utc_text(datetime.fromisoformat(event.time))
+        except (orjson.JSONDecodeError, ValidationError, ValueError) as exc:
+            self._metrics.metering_events.labels("rejected").inc()
+            _log.error(
+                "usage_event_rejected",
+                sequence=message.metadata.sequence.stream,
+                error=str(exc),
+            )
+            await message.term()
+            return None
+        return event
+
+    def _ingest_span(self, message: Msg, event: UsageEvent) -> trace.Span:
+        span = self._tracer.start_span(
+            "metering ingest",
+            context=telemetry.extract(message.headers),
+            kind=trace.SpanKind.CONSUMER,
+        )
+        if span.is_recording():
+            span.set_attribute("messaging.system", "nats")
+            span.set_attribute("messaging.destination.name", message.subject)
+            span.set_attribute("byom.request_id", event.request_id)
+            span.set_attribute("gen_ai.request.model", event.model)
+        return span
+
+    def _count(self, stored: int, received: int) -> None:
+        self.stored += stored
+        self._metrics.metering_events.labels("stored").inc(stored)
+        self._metrics.metering_events.labels("duplicate").inc(received - stored)
+        _log.info("usage_batch_stored", received=received, stored=stored)
+
+    async def _watch_lag(self) -> None:
+        """Publish the consumer's backlog as gauges, every few seconds."""
+        while self._running:
+            try:
+                info = await self._js.consumer_info(
+                    self._subjects.usage_stream, self._durable
+                )
+            except (NatsError, TimeoutError) as exc:
+                _log.debug("usage_lag_unknown", error=str(exc))
+            else:
+                self._metrics.consumer_pending.set(info.num_pending or 0)
+                self._metrics.consumer_ack_pending.set(info.num_ack_pending or 0)
+            await asyncio.sleep(LAG_INTERVAL_S)

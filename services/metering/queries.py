@@ -1,60 +1,74 @@
 """Usage queries: totals grouped by model, project, user, application, time.
 
-Counts and sums come from SQL; latency percentiles are computed over each
-group's values in Python (nearest-rank), which is exact.
+One SQL statement answers a query. Latency percentiles are exact
+nearest-rank values: SQLite ranks each group's latencies with a window
+function and the row whose rank is ``ceil(p * n / 100)`` is the answer, so
+no sample ever leaves the database.
 """
 
 from __future__ import annotations
 
-import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from services.metering.store import UsageStore
+from services.metering.store import UsageStore, utc_text
 from shared.contracts.usage import UsageQuery
 from shared.identity import Principal
 
-# ISO 8601 UTC strings sort as time does; a bucket is a prefix of one.
+# Stored times are UTC ISO 8601 strings: a bucket is a prefix of one.
 _BUCKET_PREFIX = {"minute": 16, "hour": 13, "day": 10}
 _BUCKET_SUFFIX = {
     "minute": ":00+00:00",
     "hour": ":00:00+00:00",
     "day": "T00:00:00+00:00",
 }
-_SUMS = (
-    "COUNT(*)",
-    "SUM(status = 'ok')",
-    "SUM(status = 'error')",
-    "SUM(status = 'rate_limited')",
-    "SUM(prompt_tokens)",
-    "SUM(completion_tokens)",
-    "SUM(reasoning_tokens)",
-    "SUM(cached_tokens)",
+DEFAULT_WINDOW = timedelta(hours=24)
+_TOTALS = {
+    "requests": "COUNT(*)",
+    "ok": "SUM(status = 'ok')",
+    "error": "SUM(status = 'error')",
+    "rate_limited": "SUM(status = 'rate_limited')",
+    "prompt_tokens": "SUM(prompt_tokens)",
+    "completion_tokens": "SUM(completion_tokens)",
+    "reasoning_tokens": "SUM(reasoning_tokens)",
+    "cached_tokens": "SUM(cached_tokens)",
+}
+
+
+def _rank(pct: int, count: str) -> str:
+    """SQL for the nearest rank ``ceil(pct * n / 100)``, in integers."""
+    return f"(({pct} * {count} + 99) / 100)"
+
+
+_SAMPLE_COLUMNS = (
+    "status, prompt_tokens, completion_tokens, reasoning_tokens, cached_tokens, "
+    "latency_ms, ttft_ms"
 )
-_TOTALS = (
-    "requests",
-    "ok",
-    "error",
-    "rate_limited",
-    "prompt_tokens",
-    "completion_tokens",
-    "reasoning_tokens",
-    "cached_tokens",
-)
+_PERCENTILES = {
+    "latency_ms_p50": f"MIN(CASE WHEN lat_rank = {_rank(50, 'n')} THEN latency_ms END)",
+    "latency_ms_p95": f"MIN(CASE WHEN lat_rank = {_rank(95, 'n')} THEN latency_ms END)",
+    "ttft_ms_p50": "MIN(CASE WHEN ttft_ms IS NOT NULL "
+    f"AND ttft_rank = {_rank(50, 'n_ttft')} THEN ttft_ms END)",
+}
 
 
-def _iso(moment: datetime) -> str:
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds")
-
-
-def _where(query: UsageQuery, caller: Principal) -> tuple[str, list[Any]]:
+def time_range(query_from: datetime | None, query_to: datetime | None) -> list[str]:
+    """Resolve a query's range, by default the last 24 hours, as stored text."""
     now = datetime.now(UTC)
-    start = query.from_ or now - timedelta(hours=24)
-    end = query.to or now + timedelta(seconds=1)
-    clauses, params = ["time >= ?", "time < ?"], [_iso(start), _iso(end)]
-    filters = query.filters.model_dump(exclude_none=True)
+    end = query_to or now + timedelta(seconds=1)
+    start = query_from or end - DEFAULT_WINDOW
+    return [utc_text(start), utc_text(end)]
+
+
+def where_clause(
+    query_from: datetime | None,
+    query_to: datetime | None,
+    filters: dict[str, str],
+    caller: Principal,
+) -> tuple[str, list[Any]]:
+    """Build the WHERE clause; a non-administrator only ever sees their own."""
+    clauses, params = ["time >= ?", "time < ?"], time_range(query_from, query_to)
+    filters = dict(filters)
     if not caller.is_admin:
         filters["user"] = caller.user
     for column, value in filters.items():
@@ -70,69 +84,58 @@ def _keys(query: UsageQuery) -> list[str]:
     return keys
 
 
+def usage_sql(query: UsageQuery, caller: Principal) -> tuple[str, list[Any]]:
+    """Write the one statement that answers a usage query."""
+    where, params = where_clause(
+        query.from_, query.to, query.filters.model_dump(exclude_none=True), caller
+    )
+    keys = _keys(query)
+    aliases = [f"k{i}" for i in range(len(keys))]
+    over = f"PARTITION BY {', '.join(keys)}" if keys else ""
+    # Only fixed column names and expressions are formatted into the SQL;
+    # every value the caller sent is a bound parameter.
+    ranked = ", ".join(
+        [
+            *(f"{key} AS {alias}" for key, alias in zip(keys, aliases, strict=True)),
+            _SAMPLE_COLUMNS,
+            f"ROW_NUMBER() OVER ({over} ORDER BY latency_ms) AS lat_rank",
+            f"COUNT(*) OVER ({over}) AS n",
+            f"ROW_NUMBER() OVER ({over} ORDER BY ttft_ms IS NULL, ttft_ms) "
+            "AS ttft_rank",
+            f"COUNT(ttft_ms) OVER ({over}) AS n_ttft",
+        ]
+    )
+    columns = ", ".join([*aliases, *_TOTALS.values(), *_PERCENTILES.values()])
+    sql = f"SELECT {columns} FROM (SELECT {ranked} FROM usage WHERE {where})"  # noqa: S608
+    if keys:
+        sql += f" GROUP BY {', '.join(aliases)} ORDER BY {', '.join(aliases)}"
+    return sql, params
+
+
 async def usage_rows(
     store: UsageStore, query: UsageQuery, caller: Principal
 ) -> list[dict[str, Any]]:
     """Answer a usage query for this caller (non-admins see only their own)."""
-    where, params = _where(query, caller)
-    keys = _keys(query)
-    group = f" GROUP BY {', '.join(keys)} ORDER BY {', '.join(keys)}" if keys else ""
-    # Only fixed column names and expressions are formatted into the SQL;
-    # every value the caller sent is a bound parameter.
-    sums = ", ".join([*keys, *_SUMS])
-    samples = ", ".join([*keys, "latency_ms", "ttft_ms"])
-    totals = await store.select(
-        f"SELECT {sums} FROM usage WHERE {where}{group}",  # noqa: S608
-        params,
-    )
-    latencies = _latencies_by_group(
-        await store.select(f"SELECT {samples} FROM usage WHERE {where}", params),  # noqa: S608
-        len(keys),
-    )
+    sql, params = usage_sql(query, caller)
+    width = len(_keys(query))
     return [
-        _row(query, keys, values, latencies.get(tuple(values[: len(keys)]), ([], [])))
-        for values in totals
-        if values[len(keys)]
+        _row(query, values, width)
+        for values in await store.select(sql, params)
+        if values[width]
     ]
 
 
-def _latencies_by_group(
-    samples: list[tuple[Any, ...]], width: int
-) -> dict[tuple[Any, ...], tuple[list[float], list[float]]]:
-    groups: dict[tuple[Any, ...], tuple[list[float], list[float]]] = {}
-    for sample in samples:
-        latency, ttft = sample[width], sample[width + 1]
-        bucket = groups.setdefault(tuple(sample[:width]), ([], []))
-        bucket[0].append(latency)
-        if ttft is not None:
-            bucket[1].append(ttft)
-    return groups
-
-
-def _row(
-    query: UsageQuery,
-    keys: list[str],
-    values: tuple[Any, ...],
-    latencies: tuple[list[float], list[float]],
-) -> dict[str, Any]:
+def _row(query: UsageQuery, values: tuple[Any, ...], width: int) -> dict[str, Any]:
     row: dict[str, Any] = dict(zip(dict.fromkeys(query.group_by), values, strict=False))
     if query.bucket:
-        row["bucket_start"] = values[len(keys) - 1] + _BUCKET_SUFFIX[query.bucket]
-    totals = values[len(keys) :]
+        row["bucket_start"] = values[width - 1] + _BUCKET_SUFFIX[query.bucket]
+    totals = values[width : width + len(_TOTALS)]
     row.update(
         {name: int(total or 0) for name, total in zip(_TOTALS, totals, strict=True)}
     )
-    row["latency_ms_p50"] = percentile(latencies[0], 50)
-    row["latency_ms_p95"] = percentile(latencies[0], 95)
-    if latencies[1]:
-        row["ttft_ms_p50"] = percentile(latencies[1], 50)
+    p50, p95, ttft = values[width + len(_TOTALS) :]
+    row["latency_ms_p50"] = p50
+    row["latency_ms_p95"] = p95
+    if ttft is not None:
+        row["ttft_ms_p50"] = ttft
     return row
-
-
-def percentile(values: list[float], pct: float) -> float | None:
-    """Return the nearest-rank percentile of the values, or None when empty."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, math.ceil(pct / 100 * len(ordered)))
-    return float(ordered[rank - 1])

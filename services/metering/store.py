@@ -1,8 +1,15 @@
-"""Usage records in SQLite: one row per request id, whatever arrives twice."""
+"""Usage records in SQLite: one row per request id, whatever arrives twice.
+
+Times are stored as UTC ISO 8601 strings with milliseconds
+(``2026-01-02T03:04:05.678+00:00``), whatever offset the event was written
+with, so that string order is time order and a time bucket is a prefix.
+"""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -51,12 +58,17 @@ CREATE TABLE IF NOT EXISTS usage (
     usage_source TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS usage_by_time ON usage (time);
+CREATE INDEX IF NOT EXISTS usage_by_model_time ON usage (model, time);
 """
 
 _INSERT = (
     f"INSERT OR IGNORE INTO usage ({', '.join(COLUMNS)}) "  # noqa: S608
     f"VALUES ({', '.join('?' for _ in COLUMNS)})"
 )
+
+
+class StoreError(Exception):
+    """The usage database refused a read or a write."""
 
 
 class UsageStore:
@@ -89,16 +101,31 @@ class UsageStore:
         """Store events not seen before, in one transaction; return how many."""
         rows = [_row(event) for event in events]
         before = self.db.total_changes
-        await self.db.executemany(_INSERT, rows)
-        await self.db.commit()
+        try:
+            await self.db.executemany(_INSERT, rows)
+            await self.db.commit()
+        except sqlite3.Error as exc:
+            await self.db.rollback()
+            raise StoreError(f"cannot store usage events: {exc}") from exc
         return self.db.total_changes - before
 
     async def select(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-        async with self.db.execute(sql, params) as cursor:
-            return [tuple(row) for row in await cursor.fetchall()]
+        try:
+            async with self.db.execute(sql, params) as cursor:
+                return [tuple(row) for row in await cursor.fetchall()]
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read usage: {exc}") from exc
+
+
+def utc_text(moment: datetime) -> str:
+    """Write a time the way the store keeps it (naive times are UTC)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")
 
 
 def _row(event: UsageEvent) -> tuple[Any, ...]:
     values = event.model_dump()
+    values["time"] = utc_text(datetime.fromisoformat(event.time))
     values["stream"] = int(event.stream)
     return tuple(values[column] for column in COLUMNS)
