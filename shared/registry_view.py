@@ -84,6 +84,7 @@ class RegistryFollower:
         self._caught_up = asyncio.Event()
         self._target_seq = 0
         self._subscription: Any = None
+        self._applied = asyncio.Condition()
 
     async def start(self, timeout: float = 30.0) -> None:
         """Replay the stream from the start and return once caught up."""
@@ -100,6 +101,13 @@ class RegistryFollower:
         )
         await asyncio.wait_for(self._caught_up.wait(), timeout)
         _log.info("registry_view_ready", registry_version=self.view.version)
+
+    async def wait_for_version(self, version: int, timeout: float) -> None:
+        """Return once the view has applied ``version``; raise on timeout."""
+        async with self._applied:
+            await asyncio.wait_for(
+                self._applied.wait_for(lambda: self.view.version >= version), timeout
+            )
 
     async def stop(self) -> None:
         if self._subscription is not None:
@@ -119,4 +127,6 @@ class RegistryFollower:
         self._applied_seq = msg.metadata.sequence.stream
         if self._applied_seq >= self._target_seq:
             self._caught_up.set()
+        async with self._applied:
+            self._applied.notify_all()
         _log.debug("registry_event_applied", kind=event.kind, version=event.version)

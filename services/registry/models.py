@@ -52,7 +52,7 @@ class ModelHandlers:
     async def model_update(self, call: Call) -> dict[str, Any]:
         require_admin(call.caller)
         spec = parse_update(ModelUpdate, call.body)
-        changes = spec.model_dump(mode="json", exclude_unset=True, exclude={"rid"})
+        changes = spec.model_dump(mode="json", include=spec.model_fields_set - {"rid"})
         async with self._core.writing():
             model = await self._editable(spec.rid, call.caller)
             if "name" in changes:

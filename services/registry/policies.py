@@ -59,7 +59,7 @@ class PolicyHandlers:
 
     async def project_limits_set(self, call: Call) -> dict[str, Any]:
         require_admin(call.caller)
-        spec = parse(ProjectLimitsSpec, call.body)
+        spec = parse(ProjectLimitsSpec, call.body, whole="percent")
         async with self._core.writing():
             model = await self._core.model_by_rid_or_name(spec.model)
             doc = {

@@ -21,12 +21,16 @@ _AUTH_TAGS = frozenset(
 _TAG_ERRORS = frozenset({"union_tag_invalid", "union_tag_not_found"})
 
 
-def parse(spec: type[_Spec], body: dict[str, Any]) -> _Spec:
-    """Validate a body against its spec, naming the first bad field."""
+def parse(spec: type[_Spec], body: dict[str, Any], whole: str = "") -> _Spec:
+    """Validate a body against its spec, naming the first bad field.
+
+    ``whole`` names the field to blame when a rule across fields fails (as
+    "percent or rpm/tpm"), where pydantic has no field to point at.
+    """
     try:
         parsed = spec.model_validate(body)
     except ValidationError as exc:
-        raise _invalid(exc) from exc
+        raise _invalid(exc, whole) from exc
     return parsed
 
 
@@ -37,9 +41,9 @@ def parse_update(spec: type[_Spec], body: dict[str, Any]) -> _Spec:
     return parsed
 
 
-def _invalid(exc: ValidationError) -> InvalidRequest:
+def _invalid(exc: ValidationError, whole: str) -> InvalidRequest:
     first = exc.errors(include_url=False)[0]
-    path = _field_path(first["loc"], first["type"])
+    path = _field_path(first["loc"], first["type"]) or whole
     received = first.get("input")
     shown = ""
     if path.split(".")[-1] != "secret" and not isinstance(received, dict | list):
