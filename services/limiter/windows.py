@@ -14,6 +14,7 @@ second, so a clock stepping back can never release charges early.
 from __future__ import annotations
 
 import math
+from itertools import chain, compress
 
 WINDOW_S = 60
 # A charge made anywhere inside second s is held until second s + 61 begins,
@@ -133,20 +134,25 @@ class RollingWindow:
     def to_state(self) -> list[int]:
         """Return the newest second then (second, amount) pairs of the
         non-empty buckets, oldest first."""
-        state = [self._newest]
-        for second in range(self._newest - WINDOW_S, self._newest + 1):
-            amount = self._buckets[second % HELD_SECONDS]
-            if amount:
-                state += (second, amount)
-        return state
+        newest = self._newest
+        if not self.total:
+            return [newest]
+        start = (newest + 1) % HELD_SECONDS
+        oldest_first = self._buckets[start:] + self._buckets[:start]
+        # Built by C iterators: snapshots walk every window of the book.
+        seconds = compress(range(newest - WINDOW_S, newest + 1), oldest_first)
+        amounts = filter(None, oldest_first)
+        return [newest, *chain.from_iterable(zip(seconds, amounts, strict=True))]
 
     @classmethod
     def from_state(cls, state: list[int]) -> RollingWindow:
         """Rebuild a window from what `to_state` returned."""
         window = cls()
         window._newest = state[0]
+        buckets = window._buckets
         for position in range(1, len(state), 2):
-            window.add(state[position], state[position + 1])
+            buckets[state[position] % HELD_SECONDS] = state[position + 1]
+            window.total += state[position + 1]
         return window
 
 
