@@ -34,6 +34,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def machine_busy_seconds() -> float:
+    """Return the CPU seconds every process on this machine has used (all cores)."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fields[:8])
+    return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
+
+
 def memory_mib(pid: int) -> dict[str, float]:
     """Return a process's resident (VmRSS) and peak resident (VmHWM) MiB."""
     values = {}
@@ -102,7 +109,8 @@ class Cluster:
         return {name: memory_mib(pid) for name, pid in self.pids.items()}
 
     def _nats_pid(self) -> int:
-        assert self.nats is not None and self.nats.process is not None
+        assert self.nats is not None
+        assert self.nats.process is not None
         return self.nats.process.pid
 
     def _start_provider(self) -> str:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import profile
-from bench.cluster import SERVICES, Cluster, cpu_seconds
+from bench.cluster import SERVICES, Cluster, cpu_seconds, machine_busy_seconds
 from bench.load import Call, Callers, drive
 from shared.client import ByomClient
 
@@ -51,6 +51,18 @@ def cpu_now(cluster: Cluster) -> dict[str, float]:
     return {**cluster.cpu(), "bench": cpu_seconds(os.getpid())}
 
 
+def background_cores(
+    before: dict[str, float], after: dict[str, float], seconds: float
+) -> float:
+    """Return how many cores processes outside the benchmark kept busy.
+
+    Other work on a shared machine slows every figure but CPU per request;
+    reporting it says how much to trust the rest.
+    """
+    ours = sum(after[name] - before[name] for name in after if name != "machine")
+    return (after["machine"] - before["machine"] - ours) / max(seconds, 1e-9)
+
+
 async def metering_lag(admin: ByomClient, since: datetime, sent: int) -> float | None:
     """Wait until metering has recorded ``sent`` calls made since ``since``."""
     ended = time.perf_counter()
@@ -77,16 +89,23 @@ async def gateway_level(
     args = bench.args
     warmup, duration = seconds or (args.warmup, args.duration)
     since = datetime.now(UTC)
-    before = cpu_now(bench.cluster)
+    before = {**cpu_now(bench.cluster), "machine": machine_busy_seconds()}
+    began = time.perf_counter()
     profiling = await profile.start(bench.cluster.pids, args, profile_dir)
     sample = await drive(call, concurrency, warmup, duration)
     lag = await metering_lag(bench.admin, since, sample.sent)
-    after = cpu_now(bench.cluster)
+    after = {**cpu_now(bench.cluster), "machine": machine_busy_seconds()}
     await profile.finish(profiling)
+    elapsed = time.perf_counter() - began
     return {
         **sample.summary(),
         "metering_lag_s": lag,
-        "cpu_ms_per_request": per_request(before, after, sample.sent),
+        "background_cores": background_cores(before, after, elapsed),
+        "cpu_ms_per_request": per_request(
+            {k: v for k, v in before.items() if k != "machine"},
+            {k: v for k, v in after.items() if k != "machine"},
+            sample.sent,
+        ),
     }
 
 
@@ -109,5 +128,6 @@ async def level(
         "added_ms_p50": gateway["latency_ms_p50"] - direct["latency_ms_p50"],
         "added_ms_p99": gateway["latency_ms_p99"] - direct["latency_ms_p99"],
         "metering_lag_s": gateway.pop("metering_lag_s"),
+        "background_cores": gateway.pop("background_cores"),
         "cpu_ms_per_request": gateway.pop("cpu_ms_per_request"),
     }

@@ -13,7 +13,10 @@ from rich.table import Table
 
 from bench.cluster import SERVICES
 
+MIN_WIDTH = 150
 console = Console()
+if console.width < MIN_WIDTH:
+    console = Console(width=MIN_WIDTH)
 
 
 def _median(values: list[Any]) -> Any:
@@ -87,6 +90,7 @@ def levels_table(levels: list[dict[str, Any]], title: str) -> Table:
             _ms(level["cpu_ms_per_request"]["total"], 2),
             _ms(level["metering_lag_s"], 2),
             str(int(gateway["errors"] + direct["errors"])),
+            _ms(level["background_cores"], 2),
         )
     return table
 

@@ -44,12 +44,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--models", type=int, default=10_000, help="models to register (--scale)")
     add("--users", type=int, default=100_000, help="distinct users (--scale)")
     add("--projects", type=int, default=1_000, help="distinct projects (--scale)")
-    add("--scale-duration", type=float, default=20.0, help="seconds of scale load")
+    add("--scale-duration", type=float, default=30.0, help="seconds of scale load")
     add("--scale-concurrency", type=int, default=32)
     add("--profile", action="store_true",
-        help="py-spy the services during the highest level of the last run")  # fmt: skip
+        help="py-spy the services in the top level of the last run")  # fmt: skip
     add("--no-trace-export", action="store_true",
-        help="create spans but export none (default: OTLP to the provider)")  # fmt: skip
+        help="create spans, export none (default: OTLP to the provider)")  # fmt: skip
     add("--keep", action="store_true", help="keep the temporary directory")
     add("--out", type=Path, default=RESULTS, help="results directory")
     args = parser.parse_args(argv)
