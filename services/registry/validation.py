@@ -52,7 +52,8 @@ def _invalid(exc: ValidationError, whole: str) -> InvalidRequest:
 
 
 def _field_path(loc: tuple[int | str, ...], kind: str) -> str:
-    parts = [str(part) for part in loc]
+    # A bad dict key is reported at ``<key>.[key]``; the key is the field.
+    parts = [str(part) for part in loc if part != "[key]"]
     kept = [
         part
         for index, part in enumerate(parts)
