@@ -3,10 +3,15 @@
 Each ``chat.completion.chunk`` goes to the request's reply subject as its
 own message. The last one carries ``Byom-Stream: end`` and is always a
 usage chunk: the provider's counts, or the gateway's estimate when the
-provider sent none. While relaying, the router asks the caller's inbox
-whether anyone still listens (``Byom-Stream: ping``, answered by the client
-library); when nobody does, the provider call is cancelled and the usage
-event records what was produced so far.
+provider sent none. An error ends the stream instead, with the same header
+and ``Byom-Error``.
+
+While relaying, the router asks the caller's inbox every second whether
+anyone still listens (``Byom-Stream: ping``, answered by the client
+library). The probe runs beside the relay, so a caller that leaves is
+noticed even while the provider is silent (a model thinking before its
+first token); the provider call is then cancelled, which closes its
+connection, and the usage event records what was produced so far.
 """
 
 from __future__ import annotations
@@ -15,26 +20,22 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import aclosing
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
+from services.router.attempt import Attempt
 from services.router.estimates import completion_tokens_of, usage_of
 from shared.errors import ByomError
+from shared.logs import bind_context
 from shared.transport import ERROR_HEADER, STREAM_HEADER, Call
-
-if TYPE_CHECKING:
-    from services.router.pipeline import Attempt
 
 PROBE_INTERVAL_S = 1.0
 PROBE_TIMEOUT_S = 2.0
 END = {STREAM_HEADER: "end"}
-
-
-class ClientGone(Exception):
-    """The caller stopped listening to its stream."""
+PING = {STREAM_HEADER: "ping"}
 
 
 async def relay_stream(
@@ -42,21 +43,23 @@ async def relay_stream(
 ) -> None:
     """Send every chunk, then the closing usage chunk; record what was used."""
     relay = _Relay(call, attempt)
+    forwarding = asyncio.create_task(relay.forward_all(chunks))
+    listening = asyncio.create_task(_until_caller_leaves(call))
     try:
-        async with aclosing(chunks):  # type: ignore[type-var]
-            async for chunk in chunks:
-                await relay.forward(chunk)
-                relay.check_listener()
-    except ClientGone:
-        attempt.status = "error"
-        attempt.error_code = "client_gone"
-        attempt.usage = relay.usage_so_far()
-        return
-    except ByomError:
-        attempt.usage = attempt.usage or relay.usage_so_far()
-        raise
+        await asyncio.wait({forwarding, listening}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        relay.stop_probe()
+        await _cancel(listening)
+        await _cancel(forwarding)
+
+    if forwarding.cancelled():
+        bind_context(reason="the caller left mid-stream")
+        attempt.client_gone(relay.usage_so_far())
+        return
+    failure = forwarding.exception()
+    if failure is not None:
+        if attempt.usage is None and relay.sent_any:
+            attempt.record_usage(relay.usage_so_far(), reported=False)
+        raise failure
     await relay.finish()
 
 
@@ -65,84 +68,83 @@ async def send_stream_error(call: Call, error: ByomError) -> None:
     await call.send(orjson.dumps(error.to_body()), {**END, ERROR_HEADER: error.code})
 
 
+async def _cancel(task: asyncio.Task[Any]) -> None:
+    """Cancel a task unless it is done, and wait until it has stopped."""
+    if not task.done():
+        task.cancel()
+    await asyncio.wait({task})
+
+
+async def _until_caller_leaves(call: Call) -> None:
+    while True:
+        await asyncio.sleep(PROBE_INTERVAL_S)
+        if not await _caller_listens(call):
+            return
+
+
+async def _caller_listens(call: Call) -> bool:
+    try:
+        await call.connection.request(
+            call.reply, b"", timeout=PROBE_TIMEOUT_S, headers=PING
+        )
+    except NoRespondersError:
+        return False
+    except NatsTimeout:
+        # A slow client is still a client; only an empty inbox is gone.
+        return True
+    return True
+
+
 class _Relay:
+    """Forward chunks, counting what was sent and holding back usage."""
+
     def __init__(self, call: Call, attempt: Attempt) -> None:
         self._call = call
         self._attempt = attempt
         self._chars = 0
-        self._last_chunk: dict[str, Any] = {}
-        self._probe: asyncio.Task[bool] | None = None
-        self._probed_at = time.monotonic()
+        self._head: dict[str, Any] = {}
+        self.sent_any = False
 
-    async def forward(self, chunk: dict[str, Any]) -> None:
-        if self._attempt.ttft_ms is None:
-            self._attempt.ttft_ms = round(
-                (time.perf_counter() - self._attempt.started) * 1000, 3
-            )
-        usage = chunk.get("usage")
-        if isinstance(usage, dict):
-            self._attempt.usage = usage
-            self._attempt.usage_source = "provider"
-            self._last_chunk = chunk
-            if not chunk.get("choices"):
-                return
-            chunk = {key: value for key, value in chunk.items() if key != "usage"}
-        self._count(chunk)
-        self._last_chunk = chunk
-        await self._call.send(orjson.dumps(chunk), {})
+    async def forward_all(self, chunks: AsyncIterator[dict[str, Any]]) -> None:
+        """Relay the provider's chunks until its stream ends."""
+        async with aclosing(chunks):  # type: ignore[type-var]
+            async for chunk in chunks:
+                await self._forward(chunk)
 
     async def finish(self) -> None:
         """Send the closing usage chunk with the end header."""
         if self._attempt.usage is None:
-            self._attempt.usage = self.usage_so_far()
+            self._attempt.record_usage(self.usage_so_far(), reported=False)
         closing = {
-            "id": self._last_chunk.get("id", self._attempt.request_id),
+            "id": self._head.get("id", self._attempt.request_id),
             "object": "chat.completion.chunk",
-            "created": self._last_chunk.get("created", int(time.time())),
+            "created": self._head.get("created", int(time.time())),
             "model": self._attempt.model,
             "choices": [],
             "usage": self._attempt.usage,
         }
         await self._call.send(orjson.dumps(closing), END)
-        self._attempt.status = "ok"
+        self._attempt.succeed()
 
     def usage_so_far(self) -> dict[str, Any]:
+        """Estimate the usage of what has been relayed until now."""
         return usage_of(
             self._attempt.estimated_prompt, completion_tokens_of(self._chars)
         )
 
-    def check_listener(self) -> None:
-        """Raise ``ClientGone`` once a probe found nobody listening."""
-        probe = self._probe
-        if probe is not None and probe.done():
-            self._probe = None
-            if not probe.result():
-                raise ClientGone
-        if (
-            self._probe is None
-            and time.monotonic() - self._probed_at > PROBE_INTERVAL_S
-        ):
-            self._probed_at = time.monotonic()
-            self._probe = asyncio.create_task(self._listening())
-
-    def stop_probe(self) -> None:
-        if self._probe is not None:
-            self._probe.cancel()
-
-    async def _listening(self) -> bool:
-        try:
-            await self._call.connection.request(
-                self._call.reply,
-                b"",
-                timeout=PROBE_TIMEOUT_S,
-                headers={STREAM_HEADER: "ping"},
-            )
-        except NoRespondersError:
-            return False
-        except NatsTimeout:
-            # A slow client is still a client; only an empty inbox is gone.
-            return True
-        return True
+    async def _forward(self, chunk: dict[str, Any]) -> None:
+        self._attempt.record_first_token()
+        self._head = chunk
+        usage = chunk.get("usage")
+        if isinstance(usage, dict):
+            # Adapters send reported usage alone, last; it closes the stream.
+            self._attempt.record_usage(usage, reported=True)
+            if not chunk.get("choices"):
+                return
+            chunk = {key: value for key, value in chunk.items() if key != "usage"}
+        self._count(chunk)
+        await self._call.send(orjson.dumps(chunk), {})
+        self.sent_any = True
 
     def _count(self, chunk: dict[str, Any]) -> None:
         for choice in chunk.get("choices") or []:
