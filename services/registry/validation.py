@@ -2,7 +2,7 @@
 
 Pydantic puts the tag of a tagged union (``auth.api_key.secret``) into its
 error paths; administrators wrote ``auth.secret``, so the tag is dropped.
-A secret is never echoed back, even when it is the bad value.
+Nothing under ``auth`` is echoed back: the bad value may be a secret.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def _invalid(exc: ValidationError, whole: str) -> InvalidRequest:
     path = _field_path(first["loc"], first["type"]) or whole
     received = first.get("input")
     shown = ""
-    if path.split(".")[-1] != "secret" and not isinstance(received, dict | list):
+    if not path.startswith("auth") and not isinstance(received, dict | list):
         shown = f" (received {received!r})"
     return InvalidRequest(f"{path or 'body'}: {first['msg']}{shown}", field=path)
 
