@@ -1,0 +1,112 @@
+"""The ``byom`` registry verbs against a running gateway, tables and JSON."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+import pytest
+from typer.testing import CliRunner, Result
+
+from shared.cli.main import app
+from tests.harness import Gateway, gateway_settings
+from tests.registry.conftest import SECRET
+
+pytestmark = pytest.mark.skipif(
+    bool(os.environ.get("NATS_URL")),
+    reason="the CLI speaks the deployment prefix 'byom'; only on a private server",
+)
+
+
+@pytest.fixture
+async def byom_gateway(
+    nats_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Gateway]:
+    """A registry on the real ``byom`` subjects, as the CLI addresses them."""
+    settings = gateway_settings(
+        nats_url, tmp_path_factory.mktemp("data"), subject_prefix="byom"
+    )
+    running = Gateway(settings)
+    await running.start(["registry"])
+    yield running
+    await running.stop()
+    client = await running.client("root", admin=True)
+    js = client.nc.jetstream()
+    for stream in (running.subjects.registry_stream, running.subjects.usage_stream):
+        await js.delete_stream(stream)
+    await client.close()
+
+
+async def byom(gateway: Gateway, *args: str, as_json: bool = True) -> Result:
+    """Run the CLI in a thread, so this loop keeps serving its requests."""
+    token = gateway.token("root", admin=True)
+    argv = ["--nats-url", gateway.settings.nats_url, "--token", token]
+    argv += ["--json"] if as_json else []
+    return await asyncio.to_thread(CliRunner().invoke, app, [*argv, *args])
+
+
+async def byom_json(gateway: Gateway, *args: str) -> Any:
+    result = await byom(gateway, *args)
+    assert result.exit_code == 0, result.output
+    return orjson.loads(result.stdout)
+
+
+async def test_every_registry_verb_works_from_the_cli(byom_gateway: Gateway) -> None:
+    gw = byom_gateway
+    source = await byom_json(
+        gw, "source", "create", "cli-src", "--base-url", "https://api.example.com",
+        "--auth", "bearer", "--secret", SECRET,
+    )  # fmt: skip
+    assert source["auth"] == {"type": "bearer"}
+    assert (await byom_json(gw, "source", "update", "cli-src", "--port", "8443"))[
+        "port"
+    ] == 8443
+    shared = await byom_json(gw, "source", "share", "cli-src", "group:ml", "editor")
+    assert shared["roles"]["group:ml"] == "editor"
+
+    model = await byom_json(
+        gw, "model", "register", "cli-model", "--source", "cli-src",
+        "--provider-model", "gpt-4o-mini", "--capability", "streaming",
+        "--rpm", "100", "--user-rpm", "10",
+    )  # fmt: skip
+    assert model["enabled"] is True
+    updated = await byom_json(
+        gw, "model", "update", "cli-model", "--rpm", "50", "--user-tpm", "500"
+    )
+    assert updated["limits"]["enrollment"]["rpm"] == 50
+    assert (await byom_json(gw, "model", "disable", "cli-model"))["enabled"] is False
+    assert (await byom_json(gw, "model", "enable", "cli-model"))["enabled"] is True
+
+    limits = await byom_json(
+        gw, "limits", "set", "cli-model", "proj", "--percent", "10"
+    )
+    assert (limits["basis"], limits["rpm"]) == ("percent", 5)
+    assert await byom_json(gw, "limits", "get", "cli-model", "proj") == limits
+
+    await byom_json(gw, "access", "set", "--enable")
+    listed = await byom_json(gw, "selector", "workshop")
+    assert [m["name"] for m in listed["models"]] == ["cli-model"]
+    assert (await byom_json(gw, "admin", "reseal"))["resealed"] == 1
+
+    assert await byom_json(gw, "model", "delete", "cli-model") == {}
+    assert await byom_json(gw, "source", "delete", "cli-src") == {}
+
+
+async def test_tables_and_errors_read_well(byom_gateway: Gateway) -> None:
+    gw = byom_gateway
+    await byom_json(gw, "source", "create", "tbl-src", "--base-url", "http://h:1")
+
+    table = await byom(gw, "source", "list", as_json=False)
+    refused = await byom(
+        gw, "source", "share", "tbl-src", "bob", "owner", as_json=False
+    )
+
+    assert table.exit_code == 0
+    assert "tbl-src" in table.stdout
+    assert "base_url" in table.stdout
+    assert refused.exit_code == 1
+    assert "invalid_request" in refused.output
+    assert "'field': 'principal'" in refused.output
