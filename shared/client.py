@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from types import TracebackType
 from typing import Any, Self
 
@@ -140,11 +140,12 @@ class ByomClient:
         project: str,
         request_id: str | None = None,
         timeout: float = CHAT_TIMEOUT_S,
-    ) -> AsyncIterator[dict[str, Any]]:
+    ) -> AsyncGenerator[dict[str, Any], None]:
         """Yield the chunks of a streaming chat; the last one carries usage.
 
-        Leaving the loop early closes the inbox, which tells the router to
-        cancel the provider call.
+        Closing the generator (``contextlib.aclosing``, or dropping it after
+        leaving the loop) unsubscribes the inbox; the router's next liveness
+        probe then finds nobody and cancels the provider call.
         """
         inbox = self.nc.new_inbox()
         queue: asyncio.Queue[Msg] = asyncio.Queue()

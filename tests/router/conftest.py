@@ -11,12 +11,14 @@ from tests.fakes.server import FakeServer
 from tests.harness import Gateway, gateway_settings
 from tests.router.kits import KITS, OPENAI, Kit
 
+PROVIDER_TIMEOUT_S = 0.5
+PROVIDER_ATTEMPTS = 2
 # Small provider bounds keep the timeout and retry scenarios quick.
 FAST_PROVIDER = {
-    "provider_timeout_s": 0.5,
+    "provider_timeout_s": PROVIDER_TIMEOUT_S,
     "provider_connect_timeout_s": 0.5,
     "provider_retry_budget_s": 3.0,
-    "provider_max_attempts": 2,
+    "provider_max_attempts": PROVIDER_ATTEMPTS,
 }
 
 

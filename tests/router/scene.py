@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 import nats
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
@@ -25,7 +25,16 @@ from tests.harness import Gateway
 from tests.router.kits import Kit
 
 MODEL = "house-model"
-APP = {"application": "workshop", "project": "proj-a"}
+
+
+class Caller(TypedDict):
+    """The application and project headers of an inference call."""
+
+    application: str
+    project: str
+
+
+APP: Caller = {"application": "workshop", "project": "proj-a"}
 ALL_CAPABILITIES = ["streaming", "tool_calling", "structured_outputs", "reasoning"]
 GENEROUS = {"enrollment": {"rpm": 1000, "tpm": 1_000_000}, "user": {"rpm": 1000}}
 
@@ -58,7 +67,7 @@ class Scene:
         """Stream a chat to its end; check every chunk against the SDK type."""
         chunks = []
         stream = self.user.chat_stream(request, **APP, request_id=request_id)
-        async with aclosing(stream):  # type: ignore[type-var]
+        async with aclosing(stream):
             async for chunk in stream:
                 ChatCompletionChunk.model_validate(chunk)
                 chunks.append(chunk)

@@ -9,11 +9,11 @@ import pytest
 from shared.errors import ProviderError, ProviderTimeout
 from tests.fakes.server import FakeServer, Reply
 from tests.harness import Gateway
-from tests.router.conftest import FAST_PROVIDER
+from tests.router.conftest import PROVIDER_ATTEMPTS, PROVIDER_TIMEOUT_S
 from tests.router.kits import Kit
 from tests.router.scene import APP, ask, enroll, event_of, new_request_id
 
-ATTEMPTS = FAST_PROVIDER["provider_max_attempts"]
+ATTEMPTS = PROVIDER_ATTEMPTS
 
 
 async def test_a_throttled_call_is_retried_after_the_providers_retry_after(
@@ -95,7 +95,7 @@ async def test_a_provider_that_never_answers_is_a_provider_timeout(
     with pytest.raises(ProviderTimeout):
         await scene.user.chat(ask(), **APP, request_id=request_id)
 
-    assert clock.time() - started < 2 * FAST_PROVIDER["provider_timeout_s"] + 1
+    assert clock.time() - started < 2 * PROVIDER_TIMEOUT_S + 1
     assert len(provider.requests) == 1
     event = event_of(await scene.usage_events(1), request_id)
     assert (event["status"], event["error_code"]) == ("error", "provider_timeout")

@@ -56,7 +56,7 @@ async def _leave_stream_early(scene: Scene, request_id: str) -> str:
     stream = scene.user.chat_stream(ask(stream=True), **APP, request_id=request_id)
     async for _ in stream:
         break
-    await stream.aclose()  # type: ignore[attr-defined]
+    await stream.aclose()
     await scene.provider.wait_disconnect(timeout_s=3.0)
     return "client_gone"
 
@@ -173,6 +173,6 @@ async def test_two_large_reservations_do_not_fit_at_once(
         with pytest.raises(RateLimited) as caught:
             await scene.user.chat(LARGE, **APP)
         break
-    await stream.aclose()  # type: ignore[attr-defined]
+    await stream.aclose()
 
     assert caught.value.extra["limit"] == "tpm"
