@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from shared.client import ByomClient
@@ -202,3 +204,14 @@ async def test_non_admins_are_forbidden_every_source_subject(
     for operation, body in bodies.items():
         with pytest.raises(Forbidden, match="enrollment administrators"):
             await user.registry(operation, body)
+
+
+async def test_concurrent_creates_of_one_name_give_one_source(
+    admin: ByomClient,
+) -> None:
+    name = unique("race")
+    outcomes = await asyncio.gather(
+        *(create_source(admin, name=name) for _ in range(8)), return_exceptions=True
+    )
+    assert sum(isinstance(o, dict) for o in outcomes) == 1
+    assert all(isinstance(o, dict | Conflict) for o in outcomes)
