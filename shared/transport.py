@@ -53,6 +53,9 @@ class Call:
     reply: str
     connection: NatsClient
     log_fields: dict[str, Any] = field(default_factory=dict)
+    outcome: str = "ok"
+    """What the log line, span and metrics report for a handler that answers
+    on its own (a stream) and returns nothing: the error code it sent."""
 
     @property
     def caller(self) -> Principal:
@@ -202,7 +205,7 @@ class Endpoint:
                 "internal",
             )
         if result is None:
-            return None, None, "ok"
+            return None, None, call.outcome
         if isinstance(result, bytes):
             return result, None, "ok"
         return dumps(result), None, "ok"

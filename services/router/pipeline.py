@@ -68,6 +68,8 @@ class InferencePipeline:
             if not attempt.stream:
                 raise
             await send_stream_error(call, exc)
+            call.outcome = exc.code
+            bind_context(reason=exc.message)
             return None
         finally:
             self._usage.publish(attempt.event(), dict(telemetry.inject({})))
