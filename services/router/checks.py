@@ -99,19 +99,28 @@ def check_access(access: dict[str, Any], caller: Principal) -> None:
 
 def choose_endpoint(model: dict[str, Any], needs: set[str]) -> dict[str, Any]:
     """Pick the first endpoint that declares every capability the call needs."""
-    for endpoint in model["endpoints"]:
+    endpoints: list[dict[str, Any]] = model["endpoints"]
+    for endpoint in endpoints:
         if needs.issubset(endpoint["capabilities"]):
-            return endpoint  # type: ignore[no-any-return]
-    declared = {
-        cap for endpoint in model["endpoints"] for cap in endpoint["capabilities"]
-    }
-    missing = [cap for cap in _CAPABILITY_ORDER if cap in needs - declared]
-    capability = missing[0] if missing else sorted(needs)[0]
+            return endpoint
+    declared = {cap for endpoint in endpoints for cap in endpoint["capabilities"]}
+    missing = _in_order(needs - declared)
+    if missing:
+        raise CapabilityUnsupported(
+            f"model {model['name']!r} does not declare {missing[0]!r}: use a "
+            "model that does, or leave that feature out of the request",
+            capability=missing[0],
+        )
+    first = _in_order(needs)[0]
     raise CapabilityUnsupported(
-        f"model {model['name']!r} does not declare {capability!r}"
-        + ("" if missing else " together with the other capabilities this call uses"),
-        capability=capability,
+        f"model {model['name']!r} declares {first!r}, but on no endpoint together "
+        f"with {', '.join(_in_order(needs - {first}))}",
+        capability=first,
     )
+
+
+def _in_order(capabilities: set[str]) -> list[str]:
+    return [cap for cap in _CAPABILITY_ORDER if cap in capabilities]
 
 
 def output_allowance(model: dict[str, Any], request: dict[str, Any]) -> int:

@@ -86,6 +86,7 @@ async def enroll(
     provider: FakeServer,
     *,
     capabilities: list[str] | None = None,
+    endpoints: list[dict[str, Any]] | None = None,
     limits: dict[str, Any] | None = None,
     max_output_tokens: int | None = None,
 ) -> Scene:
@@ -100,7 +101,8 @@ async def enroll(
         "name": MODEL,
         "provider": kit.provider,
         "provider_model": kit.provider_model,
-        "endpoints": [
+        "endpoints": endpoints
+        or [
             {
                 "api": kit.api,
                 "path": kit.path,

@@ -82,3 +82,21 @@ async def test_without_a_limiter_the_router_refuses_and_calls_no_provider(
     assert openai_provider.requests == []
     event = event_of(await scene.usage_events(1), request_id)
     assert (event["status"], event["error_code"]) == ("error", "unavailable")
+
+
+async def test_capabilities_split_across_endpoints_are_refused_together(
+    gateway: Gateway, openai_kit: Kit, openai_provider: FakeServer
+) -> None:
+    """Each endpoint alone lacks one: the refusal names the first in order."""
+    endpoints = [
+        {"api": "openai_chat", "path": "/v1/chat/completions", "capabilities": caps}
+        for caps in (["tool_calling"], ["streaming"])
+    ]
+    scene = await enroll(gateway, openai_kit, openai_provider, endpoints=endpoints)
+
+    with pytest.raises(CapabilityUnsupported) as caught:
+        await scene.stream(ask(stream=True, tools=[TOOL]))
+
+    assert caught.value.extra["capability"] == "streaming"
+    assert "together with tool_calling" in caught.value.message
+    assert openai_provider.requests == []

@@ -1,8 +1,9 @@
 """Provider adapters of the router: one per endpoint api, behind ``Adapter``.
 
-The router builds ``build_adapters(ProviderCaller(ProviderSettings.from_env()))``
-once at start (``ADAPTERS`` uses the default settings) and picks an adapter
-with ``adapters[target.api]``.
+The router builds ``build_adapters(ProviderCaller(settings))`` once at start,
+with provider settings taken from its service settings
+(``services/router/app.py``; ``ADAPTERS`` uses the defaults), and picks an
+adapter with ``adapters[target.api]``.
 """
 
 from __future__ import annotations
