@@ -23,7 +23,6 @@ from datetime import datetime
 import orjson
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
-from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from opentelemetry import trace
@@ -40,7 +39,7 @@ _log = get_logger(__name__)
 
 BATCH = 512
 MAX_DELIVER = 20
-ACK_WAIT_S = 30.0
+ACK_WAIT_S = 10.0
 RETRY_DELAY_S = 2.0
 LAG_INTERVAL_S = 5.0
 
@@ -87,6 +86,8 @@ class UsageConsumer:
             asyncio.create_task(self._run(subscription)),
             asyncio.create_task(self._watch_lag()),
         ]
+        for task in self._tasks:
+            task.add_done_callback(_report_failure)
 
     async def stop(self) -> None:
         self._running = False
@@ -108,7 +109,9 @@ class UsageConsumer:
         while self._running:
             try:
                 messages = await subscription.fetch(BATCH, timeout=1.0)
-            except NatsTimeout:
+            except TimeoutError:
+                # nats-py raises its own TimeoutError or asyncio's, depending
+                # on where the empty pull ended; both mean "nothing yet".
                 continue
             except NatsError as exc:
                 _log.warning("usage_fetch_failed", error=str(exc))
@@ -210,3 +213,9 @@ class UsageConsumer:
                 self._metrics.consumer_pending.set(info.num_pending or 0)
                 self._metrics.consumer_ack_pending.set(info.num_ack_pending or 0)
             await asyncio.sleep(LAG_INTERVAL_S)
+
+
+def _report_failure(task: asyncio.Task[None]) -> None:
+    # A loop that dies stops metering without a sound; say so loudly.
+    if not task.cancelled() and task.exception() is not None:
+        _log.error("usage_consumer_died", exc_info=task.exception())
