@@ -11,11 +11,13 @@ from nats.aio.client import Client as NatsClient
 from nats.errors import Error as NatsError
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
+from opentelemetry import trace
 
 from shared import telemetry
 from shared.contracts.limiter import QuotaRequest, Settlement
-from shared.errors import Unavailable, error_from_body
+from shared.errors import RateLimited, Unavailable, error_from_body
 from shared.logs import get_logger
+from shared.metrics import Metrics
 from shared.subjects import Subjects
 from shared.transport import ERROR_HEADER
 
@@ -25,13 +27,38 @@ _log = get_logger(__name__)
 class QuotaClient:
     """Reserve quota for a call and settle it with the real usage."""
 
-    def __init__(self, nc: NatsClient, subjects: Subjects, timeout_s: float) -> None:
+    def __init__(
+        self,
+        nc: NatsClient,
+        subjects: Subjects,
+        timeout_s: float,
+        *,
+        metrics: Metrics | None = None,
+    ) -> None:
         self._nc = nc
         self._subjects = subjects
         self._timeout_s = timeout_s
+        self._metrics = metrics
+        self._tracer = telemetry.tracer("byom.router")
 
     async def acquire(self, request: QuotaRequest) -> str:
         """Return a reservation id, or raise ``RateLimited`` / ``Unavailable``."""
+        with self._tracer.start_as_current_span(
+            "limiter acquire",
+            kind=trace.SpanKind.CLIENT,
+            attributes={"byom.project": request.project, "byom.tokens": request.tokens},
+        ) as span:
+            try:
+                return await self._acquire(request)
+            except RateLimited as exc:
+                span.set_attribute("byom.rate_limited.scope", str(exc.extra["scope"]))
+                if self._metrics is not None:
+                    self._metrics.rate_limited.labels(
+                        exc.extra["scope"], exc.extra["limit"]
+                    ).inc()
+                raise
+
+    async def _acquire(self, request: QuotaRequest) -> str:
         headers = telemetry.inject({})
         try:
             reply = await self._nc.request(

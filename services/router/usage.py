@@ -15,6 +15,7 @@ from nats.js import JetStreamContext
 
 from shared.contracts.usage import UsageEvent
 from shared.logs import get_logger
+from shared.metrics import Metrics
 from shared.subjects import Subjects
 
 _log = get_logger(__name__)
@@ -26,13 +27,22 @@ RETRY_DELAY_S = 0.25
 class UsagePublisher:
     """Publish usage events durably without delaying replies."""
 
-    def __init__(self, js: JetStreamContext, subjects: Subjects) -> None:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        subjects: Subjects,
+        *,
+        metrics: Metrics | None = None,
+    ) -> None:
         self._js = js
         self._subjects = subjects
+        self._metrics = metrics
         self._in_flight: set[asyncio.Task[None]] = set()
 
     def publish(self, event: UsageEvent, headers: dict[str, str]) -> None:
         """Queue one event for publishing; returns at once."""
+        if self._metrics is not None:
+            _count(self._metrics, event)
         task = asyncio.create_task(self._publish(event, headers))
         self._in_flight.add(task)
         task.add_done_callback(self._in_flight.discard)
@@ -65,6 +75,14 @@ class UsagePublisher:
             else:
                 return
         _log.error("usage_event_lost", request_id=event.request_id, model=event.model)
+
+
+def _count(metrics: Metrics, event: UsageEvent) -> None:
+    metrics.usage_events.labels(event.model, event.status).inc()
+    for kind in ("prompt", "completion", "reasoning", "cached"):
+        used = getattr(event, f"{kind}_tokens")
+        if used:
+            metrics.tokens.labels(event.model, kind).inc(used)
 
 
 def _subject_token(model: str) -> str:
