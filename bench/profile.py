@@ -23,10 +23,13 @@ from rich.table import Table
 PROFILED = ("router", "limiter", "metering")
 RATE_HZ = 100
 TOP = 12
-IDLE_LEAVES = ("select (selectors.py)", "EpollSelector.select (", "wait (threading.py)",
-               "_connection_worker_thread (aiosqlite", "get (queue.py)")  # fmt: skip
-"""Frames on top of a stack while a thread waits, not works; py-spy with
-cannot always tell them apart by the thread's state."""
+IDLE_LEAVES = {("select", "selectors.py"), ("EpollSelector.select", "selectors.py"),
+               ("wait", "threading.py"), ("Condition.wait", "threading.py"),
+               ("Event.wait", "threading.py"), ("get", "queue.py"),
+               ("Queue.get", "queue.py"),
+               ("_connection_worker_thread", "core.py")}  # fmt: skip
+"""Frames on top of a stack while a thread waits, not works; py-spy
+``--nonblocking`` cannot always tell them apart by the thread's state."""
 FRAMEWORK = ("asyncio/", "<frozen runpy>", "__main__.py", "shared/service.py",
              "threading.py", "asyncio.run", "events.py")  # fmt: skip
 """Frames under every stack (the event loop, the thread), left out of the
@@ -58,7 +61,7 @@ async def _record(
 ) -> asyncio.subprocess.Process:
     command = [binary, "record", "--pid", str(pid), "--duration", seconds,
                "--rate", str(RATE_HZ), "--format", "raw", "--full-filenames",
-               "--output", str(output)]  # fmt: skip
+               "--nonblocking", "--output", str(output)]  # fmt: skip
     return await asyncio.create_subprocess_exec(
         *command,
         stdout=asyncio.subprocess.DEVNULL,
@@ -86,13 +89,15 @@ def package(path: str) -> str:
     return path or "?"
 
 
-def _frame(text: str) -> tuple[str, str]:
+def _frame(text: str) -> tuple[str, str, bool]:
+    """Return a frame's short name, its package, and whether it is a wait."""
     found = _FRAME.match(text.strip())
     if not found:
-        return text.strip(), "?"
-    path = found.group("path")
+        return text.strip(), "?", False
+    function, path = found.group("function"), found.group("path")
     short = "/".join(path.split("/")[-2:]) if path else "?"
-    return f"{found.group('function')} ({short})", package(path)
+    idle = (function, path.rsplit("/", 1)[-1]) in IDLE_LEAVES
+    return f"{function} ({short})", package(path), idle
 
 
 def summarise(path: Path) -> dict[str, Any]:
@@ -107,13 +112,13 @@ def summarise(path: Path) -> dict[str, Any]:
             continue
         count = int(count_text)
         frames = [_frame(f) for f in stack.split(";")[1:]]  # first is the thread
-        if not frames or frames[-1][0].startswith(IDLE_LEAVES):
+        if not frames or frames[-1][2]:
             idle += count
             continue
         total += count
         own[frames[-1][0]] += count
         packages[frames[-1][1]] += count
-        for name in {name for name, _ in frames if not _framework(name)}:
+        for name in {frame[0] for frame in frames if not _framework(frame[0])}:
             inclusive[name] += count
     return {
         "samples": total,
