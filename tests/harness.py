@@ -61,7 +61,12 @@ class Gateway:
             await self.start_service(name)
 
     async def start_service(self, name: str) -> Service:
-        service = BUILDERS[name](self.settings)
+        """Start one more replica of a service, with an instance id of its own."""
+        replica = sum(service.name == name for service in self.services) + 1
+        settings = self.settings.model_copy(
+            update={"instance": f"{self.settings.instance}-{name}-{replica}"}
+        )
+        service = BUILDERS[name](settings)
         await service.start()
         self.services.append(service)
         return service

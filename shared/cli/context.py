@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,6 +24,7 @@ from rich.table import Table
 from shared.client import ByomClient
 from shared.errors import ByomError
 from shared.identity import mint_token
+from shared.subjects import Subjects
 
 LOCAL_ENV = "local.env"
 T = TypeVar("T")
@@ -60,6 +61,7 @@ class Options:
     nats_url: str
     token: str | None
     as_json: bool
+    subjects: Subjects = field(default_factory=Subjects)
 
     def caller_token(self) -> str | None:
         """The caller's token: ``--token``/``BYOM_TOKEN``, else a local admin's."""
@@ -78,7 +80,7 @@ class Options:
     async def _run(self, work: Callable[[ByomClient], Awaitable[T]]) -> T:
         with failures():
             async with await ByomClient.connect(
-                self.nats_url, self.caller_token()
+                self.nats_url, self.caller_token(), subjects=self.subjects
             ) as client:
                 return await work(client)
         raise AssertionError("unreachable")  # failures() always exits on error

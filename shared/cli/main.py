@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import typer
 
-from shared.cli import calls, registry, up
+from shared.cli import calls, registry, up, usage
 from shared.cli.context import Options, setting
+from shared.subjects import Subjects
 
 app = typer.Typer(
     name="byom",
@@ -28,15 +29,22 @@ def main(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
 ) -> None:
+    # The same variables that place the services' subjects and streams.
+    subjects = Subjects(
+        setting("BYOM_SUBJECT_PREFIX") or "byom", setting("BYOM_STREAM_PREFIX") or ""
+    )
     ctx.obj = Options(
-        nats_url=nats_url, token=token or setting("BYOM_TOKEN"), as_json=as_json
+        nats_url=nats_url,
+        token=token or setting("BYOM_TOKEN"),
+        as_json=as_json,
+        subjects=subjects,
     )
 
 
 app.command()(up.up)
 app.command()(calls.status)
 app.command()(calls.chat)
-app.command()(calls.usage)
+app.command()(usage.usage)
 app.command()(calls.token)
 app.add_typer(registry.source_app, name="source")
 app.add_typer(registry.model_app, name="model")

@@ -158,5 +158,6 @@ async def test_the_enrollment_rpm_refuses_the_call_past_the_limit(
 
     assert caught.value.extra["scope"] == "enrollment"
     assert caught.value.extra["limit"] == "rpm"
-    assert 0 < caught.value.extra["retry_after_s"] <= 60
+    # A charge is held 60 to 61 s at one-second resolution (docs/limits.md).
+    assert 0 < caught.value.extra["retry_after_s"] <= 61
     assert len(provider.requests) == 2

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,29 +14,16 @@ from shared.cli.main import app
 from tests.harness import Gateway, gateway_settings
 from tests.registry.conftest import SECRET
 
-pytestmark = pytest.mark.skipif(
-    bool(os.environ.get("NATS_URL")),
-    reason="the CLI speaks the deployment prefix 'byom'; only on a private server",
-)
-
 
 @pytest.fixture
 async def byom_gateway(
     nats_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Gateway]:
-    """A registry on the real ``byom`` subjects, as the CLI addresses them."""
-    settings = gateway_settings(
-        nats_url, tmp_path_factory.mktemp("data"), subject_prefix="byom"
-    )
-    running = Gateway(settings)
+    """A registry on its own subjects; the CLI finds them by BYOM_SUBJECT_PREFIX."""
+    running = Gateway(gateway_settings(nats_url, tmp_path_factory.mktemp("data")))
     await running.start(["registry"])
     yield running
     await running.stop()
-    client = await running.client("root", admin=True)
-    js = client.nc.jetstream()
-    for stream in (running.subjects.registry_stream, running.subjects.usage_stream):
-        await js.delete_stream(stream)
-    await client.close()
 
 
 async def byom(gateway: Gateway, *args: str, as_json: bool = True) -> Result:
@@ -45,7 +31,11 @@ async def byom(gateway: Gateway, *args: str, as_json: bool = True) -> Result:
     token = gateway.token("root", admin=True)
     argv = ["--nats-url", gateway.settings.nats_url, "--token", token]
     argv += ["--json"] if as_json else []
-    return await asyncio.to_thread(CliRunner().invoke, app, [*argv, *args])
+    env = {
+        "BYOM_SUBJECT_PREFIX": gateway.settings.subject_prefix,
+        "BYOM_STREAM_PREFIX": gateway.settings.stream_prefix,
+    }
+    return await asyncio.to_thread(CliRunner().invoke, app, [*argv, *args], env=env)
 
 
 async def byom_json(gateway: Gateway, *args: str) -> Any:
