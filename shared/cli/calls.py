@@ -1,4 +1,4 @@
-"""``byom chat``, ``byom usage``, ``byom status``, ``byom token``."""
+"""``byom chat``, ``byom status``, ``byom token``."""
 
 from __future__ import annotations
 
@@ -10,12 +10,6 @@ import typer
 from shared.cli.context import errors, options, setting, table
 from shared.client import ByomClient
 from shared.identity import mint_token
-
-USAGE_COLUMNS = [
-    "requests", "ok", "error", "rate_limited", "prompt_tokens",
-    "completion_tokens", "reasoning_tokens", "cached_tokens",
-    "latency_ms_p50", "latency_ms_p95",
-]  # fmt: skip
 
 
 def chat(
@@ -54,29 +48,6 @@ def chat(
             f"[dim]{usage.get('prompt_tokens')} prompt + "
             f"{usage.get('completion_tokens')} completion tokens[/dim]"
         )
-
-
-def usage(
-    ctx: typer.Context,
-    group_by: list[str] = typer.Option(
-        ["model"], help="model, project, user or application (repeat)."
-    ),
-    bucket: str | None = typer.Option(None, help="minute, hour or day."),
-    since: str | None = typer.Option(None, "--from", help="ISO 8601 start."),
-    until: str | None = typer.Option(None, "--to", help="ISO 8601 end."),
-) -> None:
-    """Show usage totals (administrators see everyone; users themselves)."""
-    query: dict[str, Any] = {"group_by": group_by}
-    if bucket:
-        query["bucket"] = bucket
-    if since:
-        query["from"] = since
-    if until:
-        query["to"] = until
-    opts = options(ctx)
-    result = opts.run(lambda c: c.usage(query))
-    keys = [*group_by, *(["bucket_start"] if bucket else [])]
-    opts.show(result, lambda v: table("Usage", keys + USAGE_COLUMNS, v["rows"]))
 
 
 def status(
