@@ -160,7 +160,22 @@ def _about(args: argparse.Namespace, seconds: float) -> dict[str, Any]:
         "wall_s": round(seconds, 1),
         "options": options,
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        "commit": _commit(),
     }
+
+
+def _commit() -> str:
+    """Name the code measured: the commit, marked when the tree has changes."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        done = subprocess.run(
+            ["git", *args], check=False, capture_output=True, text=True
+        )
+        return done.stdout.strip()
+
+    dirty = git("status", "--porcelain", "--", "services", "shared")
+    return git("rev-parse", "--short", "HEAD") + ("+changes" if dirty else "")
 
 
 def _remove(root: Path) -> None:
