@@ -97,8 +97,18 @@ class Service:
         )
 
     async def start(self) -> None:
-        """Connect, declare streams, start components, then open endpoints."""
+        """Connect, declare streams, start components, then open endpoints.
+
+        A start that fails part-way releases what it had opened.
+        """
         self._nc = await bus.connect(self.settings, f"byom-{self.name}")
+        try:
+            await self._open()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _open(self) -> None:
         await bus.bootstrap(self.js, self.subjects, self.settings.stream_replicas)
         for component in self.components:
             await component.start()
