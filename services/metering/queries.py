@@ -44,6 +44,7 @@ _SAMPLE_COLUMNS = (
     "status, prompt_tokens, completion_tokens, reasoning_tokens, cached_tokens, "
     "latency_ms, ttft_ms"
 )
+_WHOLE = "ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING"
 _PERCENTILES = {
     "latency_ms_p50": f"MIN(CASE WHEN lat_rank = {_rank(50, 'n')} THEN latency_ms END)",
     "latency_ms_p95": f"MIN(CASE WHEN lat_rank = {_rank(95, 'n')} THEN latency_ms END)",
@@ -91,22 +92,29 @@ def usage_sql(query: UsageQuery, caller: Principal) -> tuple[str, list[Any]]:
     )
     keys = _keys(query)
     aliases = [f"k{i}" for i in range(len(keys))]
-    over = f"PARTITION BY {', '.join(keys)}" if keys else ""
+    partition = f"PARTITION BY {', '.join(keys)} " if keys else ""
     # Only fixed column names and expressions are formatted into the SQL;
     # every value the caller sent is a bound parameter.
     ranked = ", ".join(
         [
             *(f"{key} AS {alias}" for key, alias in zip(keys, aliases, strict=True)),
             _SAMPLE_COLUMNS,
-            f"ROW_NUMBER() OVER ({over} ORDER BY latency_ms) AS lat_rank",
-            f"COUNT(*) OVER ({over}) AS n",
-            f"ROW_NUMBER() OVER ({over} ORDER BY ttft_ms IS NULL, ttft_ms) "
-            "AS ttft_rank",
-            f"COUNT(ttft_ms) OVER ({over}) AS n_ttft",
+            "ROW_NUMBER() OVER lat AS lat_rank",
+            "COUNT(*) OVER lat AS n",
+            "ROW_NUMBER() OVER ttft AS ttft_rank",
+            "COUNT(ttft_ms) OVER ttft AS n_ttft",
         ]
     )
+    # A whole-partition frame lets each count share its window's sort.
+    windows = (
+        f"WINDOW lat AS ({partition}ORDER BY latency_ms {_WHOLE}), "
+        f"ttft AS ({partition}ORDER BY ttft_ms IS NULL, ttft_ms {_WHOLE})"
+    )
     columns = ", ".join([*aliases, *_TOTALS.values(), *_PERCENTILES.values()])
-    sql = f"SELECT {columns} FROM (SELECT {ranked} FROM usage WHERE {where})"  # noqa: S608
+    sql = (
+        f"SELECT {columns} FROM "  # noqa: S608
+        f"(SELECT {ranked} FROM usage WHERE {where} {windows})"
+    )
     if keys:
         sql += f" GROUP BY {', '.join(aliases)} ORDER BY {', '.join(aliases)}"
     return sql, params

@@ -94,6 +94,8 @@ class UsageStore:
 
     async def stop(self) -> None:
         if self._db is not None:
+            # Lets the query planner learn from this session's queries.
+            await self._db.execute("PRAGMA optimize")
             await self._db.close()
             self._db = None
 
