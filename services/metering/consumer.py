@@ -53,8 +53,13 @@ class UsageConsumer:
         subjects: Subjects,
         store: UsageStore,
         metrics: Metrics | None = None,
+        *,
+        max_deliver: int = MAX_DELIVER,
+        retry_delay_s: float = RETRY_DELAY_S,
     ) -> None:
         self._js = js
+        self._max_deliver = max_deliver
+        self._retry_delay_s = retry_delay_s
         self._subjects = subjects
         self._store = store
         self._metrics = metrics or Metrics()
@@ -72,7 +77,7 @@ class UsageConsumer:
                 durable_name=self._durable,
                 ack_policy=AckPolicy.EXPLICIT,
                 deliver_policy=DeliverPolicy.ALL,
-                max_deliver=MAX_DELIVER,
+                max_deliver=self._max_deliver,
                 ack_wait=ACK_WAIT_S,
                 max_ack_pending=BATCH * 8,
             ),
@@ -131,7 +136,10 @@ class UsageConsumer:
             stored = await self._store.insert([event for _, event in readable])
         except StoreError as exc:
             _log.error("usage_batch_failed", error=str(exc), events=len(readable))
-            await self._store_one_by_one(readable)
+            if len(readable) == 1:
+                await self._retry_later(*readable[0], exc)
+            else:
+                await self._store_one_by_one(readable)
         else:
             self._count(stored, len(readable))
             for message, _ in readable:
@@ -153,8 +161,8 @@ class UsageConsumer:
     async def _retry_later(
         self, message: Msg, event: UsageEvent, exc: StoreError
     ) -> None:
-        if message.metadata.num_delivered < MAX_DELIVER:
-            await message.nak(delay=RETRY_DELAY_S)
+        if message.metadata.num_delivered < self._max_deliver:
+            await message.nak(delay=self._retry_delay_s)
             return
         self._metrics.metering_events.labels("dropped").inc()
         _log.error(
