@@ -46,6 +46,10 @@ def metrics_port(service: str, environ: Mapping[str, str] = os.environ) -> int:
         ) from exc
 
 
+class MetricsPortError(RuntimeError):
+    """The configured metrics port cannot be listened on."""
+
+
 class Metrics:
     """The metric families of the gateway, in one registry per service."""
 
@@ -122,9 +126,15 @@ class Metrics:
         """Serve ``/metrics`` on the port (0: off); return the bound port."""
         if port <= 0:
             return 0
-        self._server, self._thread = _start_http_server(
-            port, addr=address, registry=self.registry
-        )
+        try:
+            self._server, self._thread = _start_http_server(
+                port, addr=address, registry=self.registry
+            )
+        except OSError as exc:
+            raise MetricsPortError(
+                f"cannot serve metrics on port {port}: {exc}; choose a free port "
+                "with BYOM_<SERVICE>_METRICS_PORT, or 0 to turn metrics off"
+            ) from exc
         bound = int(self._server.server_port)
         _log.info("metrics_serving", port=bound)
         return bound
