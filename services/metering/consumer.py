@@ -135,15 +135,14 @@ class UsageConsumer:
         try:
             stored = await self._store.insert([event for _, event in readable])
         except StoreError as exc:
-            _log.error("usage_batch_failed", error=str(exc), events=len(readable))
+            _log.error("usage_batch_failed", events=len(readable), exc_info=exc)
             if len(readable) == 1:
                 await self._retry_later(*readable[0], exc)
             else:
                 await self._store_one_by_one(readable)
         else:
             self._count(stored, len(readable))
-            for message, _ in readable:
-                await message.ack()
+            await _acknowledge([message for message, _ in readable])
         for span in spans:
             span.end()
 
@@ -156,7 +155,7 @@ class UsageConsumer:
                 await self._retry_later(message, event, exc)
                 continue
             self._count(stored, 1)
-            await message.ack()
+            await _acknowledge([message])
 
     async def _retry_later(
         self, message: Msg, event: UsageEvent, exc: StoreError
@@ -169,7 +168,7 @@ class UsageConsumer:
             "usage_event_dropped",
             request_id=event.request_id,
             deliveries=message.metadata.num_delivered,
-            error=str(exc),
+            exc_info=exc,
         )
         await message.term()
 
@@ -180,7 +179,7 @@ class UsageConsumer:
             event.time = utc_text(datetime.fromisoformat(event.time))
         except (orjson.JSONDecodeError, ValidationError, ValueError) as exc:
             self._metrics.metering_events.labels("rejected").inc()
-            _log.error(
+            _log.warning(
                 "usage_event_rejected",
                 sequence=message.metadata.sequence.stream,
                 error=str(exc),
@@ -221,6 +220,15 @@ class UsageConsumer:
                 self._metrics.consumer_pending.set(info.num_pending or 0)
                 self._metrics.consumer_ack_pending.set(info.num_ack_pending or 0)
             await asyncio.sleep(LAG_INTERVAL_S)
+
+
+async def _acknowledge(messages: list[Msg]) -> None:
+    try:
+        for message in messages:
+            await message.ack()
+    except NatsError as exc:
+        # Stored already: the redelivery this causes is ignored by the store.
+        _log.warning("usage_ack_failed", error=str(exc))
 
 
 def _report_failure(task: asyncio.Task[None]) -> None:
