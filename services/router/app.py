@@ -24,6 +24,7 @@ from services.router.providers import (
     Target,
     build_adapters,
 )
+from services.router.providers.transport import AiohttpTransport
 from services.router.quota import QuotaClient
 from services.router.targets import TargetResolver
 from services.router.usage import UsagePublisher
@@ -144,10 +145,9 @@ class Router:
         self.follower = RegistryFollower(service.js, service.subjects)
         await self.follower.start()
         # One pooled client for every source: connections are kept per host.
-        # Timeouts are set per request by the provider caller.
-        self._http = httpx.AsyncClient(
-            limits=httpx.Limits(max_connections=512, max_keepalive_connections=128)
-        )
+        # Timeouts are set per request by the provider caller; the HTTP itself
+        # goes through aiohttp's pool (providers/transport.py says why).
+        self._http = httpx.AsyncClient(transport=AiohttpTransport(max_connections=512))
         self._usage = UsagePublisher(
             service.js, service.subjects, metrics=service.metrics
         )

@@ -11,6 +11,7 @@ import pytest
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from services.router.providers import ProviderCaller, ProviderSettings
+from services.router.providers.transport import AiohttpTransport
 
 FAST = ProviderSettings(
     timeout_s=0.5,
@@ -22,10 +23,15 @@ FAST = ProviderSettings(
 )
 
 
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    """Give each test a pooled client, closed afterwards."""
-    async with httpx.AsyncClient() as pooled:
+@pytest.fixture(params=["httpcore", "aiohttp"])
+async def client(request: pytest.FixtureRequest) -> AsyncIterator[httpx.AsyncClient]:
+    """Give each test a pooled client, closed afterwards.
+
+    Every adapter test runs on httpx's own transport and on the aiohttp
+    transport the router uses, so both behave the same to the adapters.
+    """
+    transport = AiohttpTransport() if request.param == "aiohttp" else None
+    async with httpx.AsyncClient(transport=transport) as pooled:
         yield pooled
 
 
