@@ -11,8 +11,14 @@ import nats
 from nats.aio.client import Client as NatsClient
 from nats.errors import NoServersError
 from nats.js import JetStreamContext
-from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
-from nats.js.errors import NotFoundError
+from nats.js.api import (
+    DiscardPolicy,
+    KeyValueConfig,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.errors import BucketNotFoundError, NotFoundError
 
 from shared.errors import Unavailable
 from shared.logs import get_logger
@@ -24,6 +30,13 @@ _log = get_logger(__name__)
 USAGE_DUPLICATE_WINDOW_S = 24 * 3600.0
 """How long JetStream remembers a usage event's Nats-Msg-Id to drop a
 republished copy; metering's own store de-duplicates beyond that."""
+
+LIMITER_JOURNAL_AGE_S = 600.0
+"""How long limiter decisions stay in the journal: far longer than the 61 s
+a window holds and than the 5 s between snapshots (docs/limits.md)."""
+
+LIMITER_MEMBERS_TTL_S = 60.0
+"""A limiter that stopped renewing its member key is forgotten after this."""
 
 
 async def _on_error(exc: Exception) -> None:
@@ -76,14 +89,48 @@ def stream_configs(subjects: Subjects, replicas: int) -> list[StreamConfig]:
         duplicate_window=USAGE_DUPLICATE_WINDOW_S,
         max_age=30 * 24 * 3600.0,
     )
-    return [registry, usage]
+    journal = StreamConfig(
+        name=subjects.limiter_journal_stream,
+        subjects=[subjects.limiter_journal_all],
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        discard=DiscardPolicy.OLD,
+        num_replicas=replicas,
+        duplicate_window=60.0,
+        max_age=LIMITER_JOURNAL_AGE_S,
+    )
+    return [registry, usage, journal]
+
+
+def bucket_configs(subjects: Subjects, replicas: int) -> list[KeyValueConfig]:
+    """Describe the limiter's KV buckets: leases, members and snapshots."""
+    return [
+        KeyValueConfig(
+            bucket=subjects.limiter_owners_bucket, history=1, replicas=replicas
+        ),
+        KeyValueConfig(
+            bucket=subjects.limiter_members_bucket,
+            history=1,
+            ttl=LIMITER_MEMBERS_TTL_S,
+            replicas=replicas,
+        ),
+        KeyValueConfig(
+            bucket=subjects.limiter_snapshots_bucket, history=1, replicas=replicas
+        ),
+    ]
 
 
 async def bootstrap(js: JetStreamContext, subjects: Subjects, replicas: int) -> None:
-    """Create the streams when missing; leave existing ones as they are."""
+    """Create the streams and buckets when missing; leave existing ones be."""
     for config in stream_configs(subjects, replicas):
         try:
             await js.stream_info(config.name or "")
         except NotFoundError:
             await js.add_stream(config)
             _log.info("stream_created", stream=config.name, replicas=replicas)
+    for bucket in bucket_configs(subjects, replicas):
+        try:
+            await js.key_value(bucket.bucket)
+        except BucketNotFoundError:
+            await js.create_key_value(bucket)
+            _log.info("bucket_created", bucket=bucket.bucket, replicas=replicas)

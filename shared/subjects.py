@@ -6,7 +6,26 @@ test run can take a prefix of its own on a shared NATS server.
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
+
+LIMITER_PARTITIONS = 16
+"""How many partitions the limiter's models are spread over. Fixed: changing
+it moves models between partitions, which needs every limiter stopped."""
+
+
+def limiter_partition(model_id: str) -> int:
+    """Return the limiter partition that owns every window of a model."""
+    return zlib.crc32(model_id.encode()) % LIMITER_PARTITIONS
+
+
+def reservation_partition(reservation: str) -> int | None:
+    """Return the partition a reservation (``"<p>.<id>"``) was granted by."""
+    head, _, _ = reservation.partition(".")
+    if not head.isdigit() or int(head) >= LIMITER_PARTITIONS:
+        return None
+    return int(head)
+
 
 REGISTRY_OPERATIONS = (
     "source.create",
@@ -58,11 +77,41 @@ class Subjects:
 
     @property
     def limiter_acquire(self) -> str:
+        """Name the acquire subjects as one, in metrics and logs."""
         return f"{self.prefix}.limiter.acquire"
 
     @property
     def limiter_settle(self) -> str:
         return f"{self.prefix}.limiter.settle"
+
+    def limiter_acquire_at(self, partition: int) -> str:
+        return f"{self.limiter_acquire}.{partition}"
+
+    def limiter_settle_at(self, partition: int) -> str:
+        return f"{self.limiter_settle}.{partition}"
+
+    def limiter_journal(self, partition: int) -> str:
+        return f"{self.prefix}.limiter.journal.{partition}"
+
+    @property
+    def limiter_journal_all(self) -> str:
+        return f"{self.prefix}.limiter.journal.>"
+
+    @property
+    def limiter_journal_stream(self) -> str:
+        return f"{self.stream_prefix}BYOM_LIMITER_JOURNAL"
+
+    @property
+    def limiter_owners_bucket(self) -> str:
+        return self.bucket("BYOM_LIMITER_OWNERS")
+
+    @property
+    def limiter_members_bucket(self) -> str:
+        return self.bucket("BYOM_LIMITER_MEMBERS")
+
+    @property
+    def limiter_snapshots_bucket(self) -> str:
+        return self.bucket("BYOM_LIMITER_SNAPSHOTS")
 
     def registry_event(self, kind: str) -> str:
         return f"{self.prefix}.events.registry.{kind}"
