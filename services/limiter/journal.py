@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 import zlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -56,7 +57,9 @@ class Journal:
         self._js = js
         self._stream = stream
         self.subject = subject
-        self._writer = writer
+        # Unique per takeover: a message id reused within the duplicate
+        # window would be acknowledged as a duplicate and never stored.
+        self._writer = f"{writer}.{uuid.uuid4().hex[:12]}"
         self._batches = 0
         self.last_sequence = 0
 

@@ -116,11 +116,14 @@ class Ownership:
         share = math.ceil(LIMITER_PARTITIONS / await self._live_members())
         for partition in sorted(self._owned, reverse=True)[share:]:
             await self._release(partition)
+        # Every lease is looked at on every tick, even with our share full,
+        # so that one whose owner died is known lapsed as soon as it is.
         for partition in self._order:
-            if len(self._owned) >= share:
-                break
-            if partition not in self._owned:
-                await self._claim(partition)
+            if partition in self._owned:
+                continue
+            takeable = await self._takeable(partition)
+            if takeable is not None and len(self._owned) < share:
+                await self._claim(partition, takeable)
 
     def lost(self, partition: int) -> None:
         """Forget a partition whose journal fenced us out (no delete)."""
@@ -164,16 +167,18 @@ class Ownership:
                 continue
             self._owned[partition] = (new, time.monotonic())
 
-    async def _claim(self, partition: int) -> None:
+    async def _takeable(self, partition: int) -> int | None:
+        """Return the revision to take a lease over from (0: free), or None."""
         key = f"p.{partition}"
         try:
             entry = await self._owners.get(key)
         except KeyNotFoundError:
-            revision = await self._take(key, None)
-        else:
-            if not self._watched.lapsed(key, entry.revision or 0):
-                return
-            revision = await self._take(key, entry.revision)
+            return 0
+        revision = entry.revision or 0
+        return revision if self._watched.lapsed(key, revision) else None
+
+    async def _claim(self, partition: int, last: int) -> None:
+        revision = await self._take(f"p.{partition}", last or None)
         if revision is None:
             return
         self._owned[partition] = (revision, time.monotonic())
