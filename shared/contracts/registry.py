@@ -8,7 +8,7 @@ no outbound model has a field that could hold it in clear.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -19,31 +19,6 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-
-PROVIDERS = (
-    "openai",
-    "azure_openai",
-    "anthropic",
-    "bedrock",
-    "gemini",
-    "xai",
-    "openai_compatible",
-)
-APIS = (
-    "openai_chat",
-    "azure_openai_chat",
-    "anthropic_messages",
-    "bedrock_converse",
-    "gemini_generate_content",
-)
-CAPABILITIES = (
-    "streaming",
-    "tool_calling",
-    "structured_outputs",
-    "reasoning",
-    "vision",
-)
-ROLES = ("owner", "editor", "viewer")
 
 Provider = Literal[
     "openai",
@@ -65,6 +40,11 @@ Capability = Literal[
     "streaming", "tool_calling", "structured_outputs", "reasoning", "vision"
 ]
 Role = Literal["owner", "editor", "viewer"]
+
+PROVIDERS: tuple[str, ...] = get_args(Provider)
+APIS: tuple[str, ...] = get_args(Api)
+CAPABILITIES: tuple[str, ...] = get_args(Capability)
+ROLES: tuple[str, ...] = get_args(Role)
 
 Name = Annotated[
     str,
