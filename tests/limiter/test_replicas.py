@@ -328,3 +328,23 @@ async def paced_burst(
         if pace_s:
             await asyncio.sleep(pace_s)
     return Counter(await asyncio.gather(*tasks))
+
+
+async def test_the_only_limiter_killed_and_restarted_keeps_its_windows(
+    cluster: Cluster,
+) -> None:
+    limits = {"enrollment": {"rpm": 20}, "user": {"rpm": 1000}}
+    _, name = await register(cluster, limits)
+    await caught_up(cluster.gateway)
+    before = await burst(cluster, name, "aip-logic", ["pa", "pb", "pc"])
+
+    for process in cluster.limiters:
+        process.kill()
+    cluster.limiters[0].start()
+    await cluster.wait_until_served(owners=1)
+    after = await burst(cluster, name, "aip-logic", ["pa", "pb", "pc"])
+    cluster.limiters[1].start()
+    await cluster.wait_until_served(owners=2)
+
+    assert before["ok"] == 20
+    assert after == {"rate_limited:enrollment": CLIENTS * PER_CLIENT}
