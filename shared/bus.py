@@ -7,6 +7,8 @@ rewriting a stream.
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import nats
 from nats.aio.client import Client as NatsClient
 from nats.errors import NoServersError
@@ -51,11 +53,47 @@ async def _on_reconnected() -> None:
     _log.info("nats_reconnected")
 
 
+def servers_and_credentials(url: str) -> tuple[list[str], str | None, str | None]:
+    """Split a ``NATS_URL`` listing servers by commas; find its user and password.
+
+    The credentials are returned apart because nats-py sends those of the
+    URL it is connected to, and a cluster member it learned of by gossip has
+    none in its URL: passed as options, they go to every member.
+    """
+    servers = [server.strip() for server in url.split(",") if server.strip()]
+    for server in servers:
+        parts = urlsplit(server)
+        if parts.username is not None and parts.password is not None:
+            return servers, parts.username, parts.password
+    return servers, None, None
+
+
+def redacted(url: str) -> str:
+    """Return ``NATS_URL`` with every password replaced, for logs and errors."""
+    servers, _, _ = servers_and_credentials(url)
+    shown = []
+    for server in servers:
+        parts = urlsplit(server)
+        if parts.password is None:
+            shown.append(server)
+            continue
+        host = parts.netloc.rpartition("@")[2]
+        shown.append(parts._replace(netloc=f"{parts.username}:***@{host}").geturl())
+    return ",".join(shown)
+
+
 async def connect(settings: Settings, name: str) -> NatsClient:
-    """Open a NATS connection that reconnects forever once established."""
+    """Open a NATS connection that reconnects forever once established.
+
+    ``NATS_URL`` may list several servers of a cluster, comma-separated, and
+    carry ``user:password@``.
+    """
+    servers, user, password = servers_and_credentials(settings.nats_url)
     try:
         return await nats.connect(
-            settings.nats_url,
+            servers,
+            user=user,
+            password=password,
             name=name,
             max_reconnect_attempts=-1,
             reconnect_time_wait=0.5,
@@ -66,7 +104,9 @@ async def connect(settings: Settings, name: str) -> NatsClient:
             reconnected_cb=_on_reconnected,
         )
     except (NoServersError, OSError, TimeoutError) as exc:
-        raise Unavailable(f"cannot reach NATS at {settings.nats_url}: {exc}") from exc
+        raise Unavailable(
+            f"cannot reach NATS at {redacted(settings.nats_url)}: {exc}"
+        ) from exc
 
 
 def stream_configs(subjects: Subjects, replicas: int) -> list[StreamConfig]:

@@ -119,7 +119,7 @@ class Service:
         _log.info(
             "service_started",
             instance=self.settings.instance,
-            nats_url=self.settings.nats_url,
+            nats_url=bus.redacted(self.settings.nats_url),
             registry_version=self.registry_version(),
         )
 
