@@ -33,7 +33,9 @@ from shared.logs import bind_context
 from shared.transport import ERROR_HEADER, STREAM_HEADER, Call
 
 PROBE_INTERVAL_S = 1.0
-PROBE_TIMEOUT_S = 2.0
+"""How often the caller's inbox is probed; a probe also waits at most this
+long for its answer, so a caller that leaves while a probe is in flight is
+still noticed by the next one, about a second later."""
 END = {STREAM_HEADER: "end"}
 PING = {STREAM_HEADER: "ping"}
 
@@ -76,8 +78,13 @@ async def _cancel(task: asyncio.Task[Any]) -> None:
 
 
 async def _until_caller_leaves(call: Call) -> None:
+    clock = asyncio.get_running_loop()
+    due = clock.time() + PROBE_INTERVAL_S
     while True:
-        await asyncio.sleep(PROBE_INTERVAL_S)
+        await asyncio.sleep(max(0.0, due - clock.time()))
+        # Due one interval after sending: an unanswered probe has already
+        # waited that long, so the next one goes out at once.
+        due = clock.time() + PROBE_INTERVAL_S
         if not await _caller_listens(call):
             return
 
@@ -85,7 +92,7 @@ async def _until_caller_leaves(call: Call) -> None:
 async def _caller_listens(call: Call) -> bool:
     try:
         await call.connection.request(
-            call.reply, b"", timeout=PROBE_TIMEOUT_S, headers=PING
+            call.reply, b"", timeout=PROBE_INTERVAL_S, headers=PING
         )
     except NoRespondersError:
         return False
