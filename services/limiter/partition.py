@@ -44,7 +44,6 @@ class _Admitted:
     """A grant made for a request id, and whether its batch is acknowledged."""
 
     reservation: str
-    second: int
     journaled: asyncio.Future[bool]
 
 
@@ -62,7 +61,7 @@ class Partition:
         self._pending: list[list[Any]] = []
         self._waiters: list[asyncio.Future[bool]] = []
         self._flusher: asyncio.Task[None] | None = None
-        self._by_request: dict[str, _Admitted] = {}
+        self._by_request: dict[str, _Admitted | str] = {}
         self._request_order: deque[tuple[int, str]] = deque()
         # Staggered, so that partitions never snapshot in the same tick.
         self._next_snapshot = time.monotonic() + SNAPSHOT_EVERY_S * (
@@ -84,15 +83,20 @@ class Partition:
         A request id already granted gets the same reservation: the router
         retries timeouts, and a retry must not be charged twice.
         """
-        admitted = self._admitted(request.request_id)
-        if admitted is None:
+        known = self._admitted(request.request_id)
+        if isinstance(known, str):
+            return known
+        if known is None:
             outcome = self._decide(request, limits)
             if isinstance(outcome, Denial):
                 return outcome
-            admitted = outcome
-        if not await asyncio.shield(admitted.journaled):
+            known = outcome
+        if not await asyncio.shield(known.journaled):
             return None
-        return admitted.reservation
+        # Only the reservation is kept from now on: a future per grant held
+        # for a minute made the garbage collector's full passes long.
+        self._by_request[request.request_id] = known.reservation
+        return known.reservation
 
     def settle(self, reservation_id: int, tokens: int, ok: bool) -> None:
         """Apply a settlement (or a refund when not ``ok``) and journal it."""
@@ -126,10 +130,7 @@ class Partition:
         # A grant's second can be ahead of the time recorded with it when the
         # book had already seen a later time (from a denial).
         self._book.apply_grant(max(now, second), grant)
-        journaled = asyncio.get_running_loop().create_future()
-        journaled.set_result(True)
-        reservation = f"{self.index}.{reservation_id}"
-        self._remember(request_id, _Admitted(reservation, second, journaled))
+        self._remember(request_id, f"{self.index}.{reservation_id}", second)
 
     def _decide(self, request: QuotaRequest, limits: Limits) -> _Admitted | Denial:
         now = self.now()
@@ -144,22 +145,22 @@ class Partition:
         if isinstance(outcome, Denial):
             return outcome
         journaled = self._record(_grant_entry(now, outcome, request.request_id))
-        admitted = _Admitted(
-            f"{self.index}.{outcome.reservation_id}", outcome.second, journaled
-        )
-        self._remember(request.request_id, admitted)
+        admitted = _Admitted(f"{self.index}.{outcome.reservation_id}", journaled)
+        self._remember(request.request_id, admitted, outcome.second)
         return admitted
 
-    def _admitted(self, request_id: str) -> _Admitted | None:
+    def _admitted(self, request_id: str) -> _Admitted | str | None:
         cutoff = int(self.now()) - HELD_SECONDS
         order = self._request_order
         while order and order[0][0] <= cutoff:
             self._by_request.pop(order.popleft()[1], None)
         return self._by_request.get(request_id)
 
-    def _remember(self, request_id: str, admitted: _Admitted) -> None:
+    def _remember(
+        self, request_id: str, admitted: _Admitted | str, second: int
+    ) -> None:
         self._by_request[request_id] = admitted
-        self._request_order.append((admitted.second, request_id))
+        self._request_order.append((second, request_id))
 
     def _record(self, entry: list[Any]) -> asyncio.Future[bool]:
         waiter = asyncio.get_running_loop().create_future()
