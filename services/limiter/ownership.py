@@ -108,6 +108,9 @@ class Ownership:
                 await self.tick()
             except (NatsTimeout, NatsError) as exc:
                 _log.warning("ownership_tick_failed", error=str(exc))
+            except Exception:
+                # Leases must keep being renewed whatever one tick met.
+                _log.exception("ownership_tick_crashed")
 
     async def tick(self) -> None:
         """Renew what we hold, then give away or take to reach our share."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import zlib
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -234,8 +235,7 @@ async def take_over(
     Raises ``JournalError`` when the journal kept moving under us (another
     replica still writing) after a few attempts.
     """
-    sequence, data = await snapshots.load(index)
-    book = QuotaBook() if data is None else QuotaBook.restore(data)
+    sequence, book = await _restored(snapshots, index)
     partition = Partition(index, journal, snapshots, book)
     for _ in range(TAKEOVER_ATTEMPTS):
         end = await journal.find_end()
@@ -249,3 +249,19 @@ async def take_over(
             continue
         return partition
     raise JournalError(f"partition {index} kept changing during takeover")
+
+
+async def _restored(snapshots: Snapshots, index: int) -> tuple[int, QuotaBook]:
+    """Return the latest snapshot's book and sequence; (0, empty) if none.
+
+    An unreadable snapshot is skipped: the whole journal (ten minutes, far
+    more than a window) is replayed instead.
+    """
+    try:
+        sequence, data = await snapshots.load(index)
+        if data is None:
+            return 0, QuotaBook()
+        return sequence, QuotaBook.restore(data)
+    except (ValueError, zlib.error):
+        _log.exception("snapshot_unreadable", partition=index)
+        return 0, QuotaBook()

@@ -243,3 +243,28 @@ def test_an_rpm_of_zero_is_rate_limited_until_an_admin_raises_it() -> None:
         "limit": "rpm",
         "retry_after_s": 60.0,
     }
+
+
+async def test_an_unreadable_snapshot_is_replaced_by_the_whole_journal(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(services.limiter.partition, "SNAPSHOT_EVERY_S", 0.0)
+    admin = await gateway.client("root", admin=True)
+    rid = await register_model(admin, {"enrollment": {"rpm": 3}, "user": USER})
+    await restart_limiter(gateway)
+    caller = await caller_for(gateway)
+    before = [
+        await caller.acquire({"model": rid, "tokens": 1, "project": f"p{i}"})
+        for i in range(3)
+    ]
+
+    snapshots = await caller.nc.jetstream().key_value(
+        gateway.subjects.limiter_snapshots_bucket
+    )
+    await snapshots.put(f"p.{limiter_partition(rid)}", b"\0" * 8 + b"not zlib")
+    await restart_limiter(gateway)
+    after = await caller.acquire({"model": rid, "tokens": 1, "project": "p9"})
+
+    assert admitted(before) == 3
+    assert after["error"]["scope"] == "enrollment"
+    await caller.nc.close()
