@@ -4,7 +4,8 @@ A level runs a warm-up, then a measured stretch; only calls that start and
 end inside the measured stretch count toward latency and throughput, while
 every call sent counts toward the totals that metering must reach. The same
 driver runs the gateway calls (through ``ByomClient``) and the direct calls
-to the provider (through ``httpx``), so both sides are timed the same way.
+to the provider (through ``httpx`` on the router's aiohttp transport), so
+both sides are timed the same way.
 """
 
 from __future__ import annotations

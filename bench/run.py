@@ -26,6 +26,7 @@ from bench import profile, report, scale, setup
 from bench.cluster import Cluster
 from bench.levels import Bench, level
 from bench.load import Callers
+from services.router.providers.transport import AiohttpTransport
 from shared.client import ByomClient
 
 RESULTS = Path(__file__).parent / "results"
@@ -89,9 +90,11 @@ async def connected(cluster: Cluster, args: argparse.Namespace) -> AsyncIterator
     admin = await ByomClient.connect(url, cluster.token("bench-admin", admin=True),
                                      subjects=subjects)  # fmt: skip
     user = ByomClient(admin.nc, cluster.token("bench-user"), subjects=subjects)
+    # The same HTTP stack as the router's provider calls, so the direct
+    # baseline is not slowed by a client the gateway does not use.
     http = httpx.AsyncClient(
         base_url=cluster.provider_url,
-        limits=httpx.Limits(max_connections=512, max_keepalive_connections=512),
+        transport=AiohttpTransport(max_connections=512),
         timeout=30,
     )
     try:
