@@ -1,0 +1,185 @@
+"""The whole gateway on a three-node cluster, every service its own process.
+
+Each service runs as OS processes (``tests/processes.py``) with its own NATS
+user from ``deploy/nats/accounts.conf``, the deployment's subject names
+(``byom``) and streams replicated three ways. The provider is the bench's
+instant OpenAI-compatible server, also a process, so it never limits what
+is measured. Clients connect with the ``app`` user and its inbox prefix,
+administrators with the ``admin`` user, as a deployment's tools would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nats
+from nats.aio.client import Client as NatsClient
+
+from bench.provider import API_KEY
+from shared.bus import servers_and_credentials
+from shared.client import ByomClient
+from shared.identity import mint_token
+from shared.secrets import SecretBox
+from shared.subjects import Subjects
+from tests.cluster.nodes import NatsCluster
+from tests.processes import ServiceProcess, quiet_environment, wait_until_answering
+
+AUTH_SECRET = "cluster-test-auth-secret-long-enough-for-hs256"
+APP_INBOX = "_INBOX.app"
+SERVICES = ("registry", "metering", "limiter", "router")
+
+
+async def connect(url: str, *, inbox_prefix: str = "_INBOX") -> NatsClient:
+    """Connect to every node listed in ``url``, reconnecting quickly."""
+    servers, user, password = servers_and_credentials(url)
+    return await nats.connect(
+        servers,
+        user=user,
+        password=password,
+        inbox_prefix=inbox_prefix,
+        connect_timeout=2,
+        reconnect_time_wait=0.2,
+        max_reconnect_attempts=-1,
+    )
+
+
+@dataclass
+class ClusterGateway:
+    """A running deployment: NATS cluster, provider and service replicas."""
+
+    root: Path
+    nats: NatsCluster
+    replicas: dict[str, list[ServiceProcess]] = field(default_factory=dict)
+    provider: subprocess.Popen[bytes] | None = None
+    provider_url: str = ""
+    subjects: Subjects = field(default_factory=Subjects)
+    secret_key: str = field(default_factory=SecretBox.generate_key)
+    _clients: list[ByomClient] = field(default_factory=list)
+
+    def service_env(self, name: str, index: int) -> dict[str, str]:
+        return quiet_environment(
+            {
+                "NATS_URL": self.nats.url(name),
+                "BYOM_DATA_DIR": str(self.root / "data" / f"{name}-{index}"),
+                "BYOM_AUTH_SECRET": AUTH_SECRET,
+                "BYOM_SECRET_KEY": self.secret_key,
+                "BYOM_STREAM_REPLICAS": "3",
+            }
+        )
+
+    def add(self, name: str) -> ServiceProcess:
+        """Start one more replica of ``name``; wait for it with ``ready``."""
+        replicas = self.replicas.setdefault(name, [])
+        index = len(replicas)
+        log = self.root / f"{name}-{index}.log"
+        replica = ServiceProcess(name, self.service_env(name, index), log)
+        replica.start()
+        replicas.append(replica)
+        return replica
+
+    async def start(self, counts: dict[str, int]) -> None:
+        """Start the provider, then the services in order, each once ready."""
+        self._start_provider()
+        for name in SERVICES:
+            started = [self.add(name) for _ in range(counts.get(name, 0))]
+            await self.ready(started)
+
+    async def ready(self, replicas: list[ServiceProcess]) -> None:
+        admin = await self.client("root", admin=True)
+        await wait_until_answering(admin, replicas)
+
+    async def stop(self) -> None:
+        for client in self._clients:
+            await client.close()
+        for name in reversed(SERVICES):
+            for replica in self.replicas.get(name, []):
+                replica.stop()
+        if self.provider is not None:
+            self.provider.terminate()
+            self.provider.wait(timeout=10)
+
+    async def client(self, user: str, *, admin: bool = False) -> ByomClient:
+        """Connect as a person: the admin NATS user for admins, else ``app``."""
+        if admin:
+            nc = await connect(self.nats.url("admin"))
+        else:
+            nc = await connect(self.nats.url("app"), inbox_prefix=APP_INBOX)
+        token = mint_token(AUTH_SECRET, user=user, admin=admin, ttl_s=3600)
+        client = ByomClient(nc, token, subjects=self.subjects, owns_connection=True)
+        self._clients.append(client)
+        return client
+
+    async def register_model(self, limits: dict[str, Any]) -> str:
+        """Register a model on the provider with ``limits``; return its name."""
+        admin = await self.client("root", admin=True)
+        await admin.registry("access.set", {"enabled": True, "groups": None})
+        name = f"m-{uuid.uuid4().hex[:8]}"
+        source = await admin.registry(
+            "source.create",
+            {
+                "name": f"{name}-source",
+                "base_url": self.provider_url,
+                "auth": {"type": "bearer", "secret": API_KEY},
+            },
+        )
+        await admin.registry(
+            "model.register",
+            {
+                "source": source["rid"],
+                "name": name,
+                "provider": "openai",
+                "provider_model": "bench-model",
+                "endpoints": [{"api": "openai_chat", "path": "/v1/chat/completions"}],
+                "limits": limits,
+            },
+        )
+        return name
+
+    def stored_request_ids(self) -> list[str]:
+        """Read the request ids in metering's database, duplicates included."""
+        path = self.root / "data" / "metering-0" / "metering.sqlite3"
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+            return [row[0] for row in db.execute("SELECT request_id FROM usage")]
+
+    async def usage_events_in_stream(self) -> int:
+        ops = await connect(self.nats.url("ops"))
+        try:
+            info = await ops.jetstream().stream_info(self.subjects.usage_stream)
+        finally:
+            await ops.close()
+        return int(info.state.messages)
+
+    async def wait_until_metered(self, timeout: float = 30.0) -> int:
+        """Return metering's total once it holds every event in the stream."""
+        admin = await self.client("root", admin=True)
+        deadline = time.monotonic() + timeout
+        while True:
+            events = await self.usage_events_in_stream()
+            rows = (await admin.usage({}))["rows"]
+            metered = sum(row["requests"] for row in rows)
+            if metered == events or time.monotonic() > deadline:
+                return int(metered)
+            await asyncio.sleep(0.2)
+
+    def _start_provider(self) -> None:
+        log = self.root / "provider.log"
+        with log.open("wb") as out:
+            self.provider = subprocess.Popen(
+                [sys.executable, "-m", "bench.provider"], stdout=out, stderr=out
+            )
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            for line in log.read_text().splitlines():
+                if "listening on " in line:
+                    self.provider_url = line.rsplit(" ", 1)[-1].strip()
+                    return
+            time.sleep(0.05)
+        raise AssertionError(f"the bench provider did not start; see {log}")
