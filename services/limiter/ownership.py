@@ -15,6 +15,7 @@ from both admitting calls is the journal's fencing (``journal.py``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 import zlib
@@ -32,6 +33,8 @@ _log = get_logger(__name__)
 
 LEASE_S = 2.0
 RENEW_S = 0.5
+STOP_WAIT_S = 10.0
+"""Longest wait for a tick in progress at stop (its NATS calls time out)."""
 
 Gain = Callable[[int], Awaitable[bool]]
 Lose = Callable[[int], Awaitable[None]]
@@ -74,6 +77,7 @@ class Ownership:
         self._member_revision = 0
         self._watched = _Watched()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
         # Replicas walk the partitions from different points, so that
         # several starting at once rarely race for the same lease.
         start = zlib.crc32(instance.encode()) % LIMITER_PARTITIONS
@@ -91,9 +95,12 @@ class Ownership:
 
     async def stop(self) -> None:
         """Hand every partition over at once, so a successor need not wait."""
+        # The loop is asked to stop rather than cancelled: nats-py swallows
+        # a cancellation that lands in a publish, and the loop would go on.
+        self._stopping.set()
         if self._task is not None:
+            await asyncio.wait({self._task}, timeout=STOP_WAIT_S)
             self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
         for partition in list(self._owned):
             await self._release(partition)
         try:
@@ -102,8 +109,11 @@ class Ownership:
             _log.warning("member_delete_failed", error=str(exc))
 
     async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(RENEW_S)
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), RENEW_S)
+            if self._stopping.is_set():
+                return
             try:
                 await self.tick()
             except (NatsTimeout, NatsError) as exc:

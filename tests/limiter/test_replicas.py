@@ -95,10 +95,17 @@ class LimiterProcess:
             self.process = None
 
     def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=15)
-            self.process = None
+        """Stop on SIGTERM, as deployed; a limiter that hangs fails the test."""
+        process, self.process = self.process, None
+        if process is None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            raise AssertionError(f"{self.instance} ignored SIGTERM") from None
 
 
 @dataclass
