@@ -96,13 +96,16 @@ class QuotaClient:
                     headers=dict(telemetry.inject({})),
                 )
             except (NoRespondersError, NatsTimeout) as exc:
-                if time.monotonic() + backoff >= deadline:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
                     raise _unavailable() from exc
                 _log.debug("limiter_retry", subject=subject, error=type(exc).__name__)
+                # The last attempt is made at the end of the budget, not
+                # before it: a takeover may finish just then.
+                await asyncio.sleep(min(backoff, remaining))
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
             except NatsError as exc:
                 raise _unavailable() from exc
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, MAX_BACKOFF_S)
 
     async def settle(self, settlement: Settlement) -> None:
         """Tell the limiter what the call really used (fire and forget)."""

@@ -6,6 +6,7 @@ subject of the model, with ``QuotaRequest`` bodies.
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
@@ -16,10 +17,15 @@ from nats.aio.client import Client as NatsClient
 import services.limiter.partition
 from services.limiter.app import Limiter
 from services.limiter.handlers import refusal
+from services.limiter.journal import Journal, Snapshots
 from services.limiter.limits import Limits, RateLimit
+from services.limiter.partition import take_over
 from services.limiter.quota import Denial
+from services.router.quota import QuotaClient
 from shared.bus import connect
 from shared.client import ByomClient
+from shared.contracts.limiter import QuotaRequest
+from shared.errors import Unavailable
 from shared.service import Service
 from shared.subjects import Subjects, limiter_partition
 from shared.transport import ERROR_HEADER
@@ -268,3 +274,48 @@ async def test_an_unreadable_snapshot_is_replaced_by_the_whole_journal(
     assert admitted(before) == 3
     assert after["error"]["scope"] == "enrollment"
     await caller.nc.close()
+
+
+async def test_an_owner_fenced_by_a_successor_answers_nothing(
+    gateway: Gateway,
+) -> None:
+    """Two owners of one partition: once the successor has written its
+    marker, the old owner's next grant fails to journal and is never sent."""
+    nc = await connect(gateway.settings, "fencing-test")
+    js, subjects = nc.jetstream(), gateway.subjects
+    snapshots = Snapshots(await js.key_value(subjects.limiter_snapshots_bucket))
+
+    def journal(writer: str) -> Journal:
+        return Journal(
+            js, subjects.limiter_journal_stream, subjects.limiter_journal(99), writer
+        )
+
+    old = await take_over(99, journal("old"), snapshots, "old")
+    new = await take_over(99, journal("new"), snapshots, "new")
+    request = QuotaRequest(request_id="r1", model="m", project="p", tokens=1)
+    limits = Limits(RateLimit(rpm=10), RateLimit(rpm=10))
+
+    assert await old.acquire(request, limits) is None
+    assert old.closed
+    assert await new.acquire(request, limits) == "99.1"
+    await nc.close()
+
+
+async def test_the_router_retries_a_partition_nobody_answers_then_is_unavailable(
+    gateway: Gateway,
+) -> None:
+    nc = await connect(gateway.settings, "router-test")
+    quota = QuotaClient(nc, gateway.subjects, timeout_s=0.2, budget_s=0.5)
+    request = QuotaRequest(request_id="r1", model="nobody", project="p", tokens=1)
+    await restart_limiter(gateway)
+    limiter = the_limiter(gateway)
+    await limiter.stop()
+    gateway.services.remove(limiter)
+
+    started = time.monotonic()
+    with pytest.raises(Unavailable, match="did not answer"):
+        await quota.acquire(request)
+
+    assert 0.5 <= time.monotonic() - started < 1.0
+    await gateway.start_service("limiter")
+    await nc.close()
