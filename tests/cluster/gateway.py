@@ -37,11 +37,23 @@ APP_INBOX = "_INBOX.app"
 SERVICES = ("registry", "metering", "limiter", "router")
 
 
-async def connect(url: str, *, inbox_prefix: str = "_INBOX") -> NatsClient:
-    """Connect to every node listed in ``url``, reconnecting quickly."""
+async def connect(
+    url: str, *, inbox_prefix: str = "_INBOX", errors: list[str] | None = None
+) -> NatsClient:
+    """Connect to every node listed in ``url``, reconnecting quickly.
+
+    Errors the server sends (a permissions violation, a node going away) are
+    appended to ``errors`` instead of being logged.
+    """
     servers, user, password = servers_and_credentials(url)
+    seen = errors if errors is not None else []
+
+    async def on_error(exc: Exception) -> None:
+        seen.append(str(exc))
+
     return await nats.connect(
         servers,
+        error_cb=on_error,
         user=user,
         password=password,
         inbox_prefix=inbox_prefix,
@@ -142,6 +154,14 @@ class ClusterGateway:
             },
         )
         return name
+
+    async def registry_versions(self) -> dict[str, int]:
+        """Return the registry version each replica reports it has applied."""
+        admin = await self.client("root", admin=True)
+        return {
+            str(answer["instance"]): int(answer["registry_version"])
+            for answer in await admin.status(wait_s=0.5)
+        }
 
     def stored_request_ids(self) -> list[str]:
         """Read the request ids in metering's database, duplicates included."""

@@ -117,8 +117,13 @@ class FaultCost:
         )
 
 
-def cost(outcomes: list[Outcome], fault_at: float) -> FaultCost:
-    """Sum up a run: outcomes, failures, and the outage after ``fault_at``."""
+def cost(outcomes: list[Outcome], fault_at: float | None = None) -> FaultCost:
+    """Sum up a run: outcomes, failures, and the outage after ``fault_at``.
+
+    Without a fault, the longest gap is measured from the run's start.
+    """
+    if fault_at is None:
+        fault_at = min(o.started for o in outcomes)
     results = Counter(outcome.result for outcome in outcomes)
     failed = sum(n for result, n in results.items() if result not in REFUSALS)
     successes = sorted(

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import nats
+from nats.aio.client import Client as NatsClient
+from nats.errors import Error as NatsError
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
@@ -144,6 +146,34 @@ class NatsCluster:
             await nc.close()
         raise AssertionError("JetStream never elected a meta leader")
 
+    async def leader_of(self, stream: str) -> Node:
+        """Return the node that leads ``stream``'s replicas."""
+        nc = await nats.connect(self.url("ops").split(","), connect_timeout=2)
+        try:
+            info = await nc.jetstream().stream_info(stream)
+        finally:
+            await nc.close()
+        leader = info.cluster.leader if info.cluster else None
+        return next(node for node in self.nodes if node.name == leader)
+
+    async def wait_until_replicated(
+        self, streams: list[str], timeout: float = START_TIMEOUT_S
+    ) -> float:
+        """Wait until every stream has a leader and two current replicas.
+
+        Return how long it took: the time a rejoined node needs to catch up.
+        """
+        started = time.monotonic()
+        nc = await nats.connect(self.url("ops").split(","), connect_timeout=2)
+        try:
+            while time.monotonic() - started < timeout:
+                if all([await _replicated(nc, stream) for stream in streams]):
+                    return time.monotonic() - started
+                await asyncio.sleep(0.1)
+        finally:
+            await nc.close()
+        raise AssertionError(f"streams never caught up on three nodes: {streams}")
+
     def _spawn(self, node: Node) -> None:
         node.store.mkdir(parents=True, exist_ok=True)
         node.log.unlink(missing_ok=True)
@@ -163,3 +193,15 @@ class NatsCluster:
                 break
             time.sleep(0.02)
         raise AssertionError(f"nats node {node.name} did not start; see {node.log}")
+
+
+async def _replicated(nc: NatsClient, stream: str) -> bool:
+    try:
+        info = await nc.jetstream().stream_info(stream)
+    except (NatsTimeout, NatsError):
+        return False
+    cluster = info.cluster
+    if cluster is None or not cluster.leader:
+        return False
+    replicas = cluster.replicas or []
+    return len(replicas) == 2 and all(r.current and not r.offline for r in replicas)

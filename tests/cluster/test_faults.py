@@ -1,0 +1,205 @@
+"""Faults under load on a three-node cluster: what the contract still promises.
+
+Each test drives closed-loop chat load at two models (one with an
+enrollment rpm the load exceeds, one effectively unlimited) through two
+routers, kills one part with SIGKILL, brings it back, and checks:
+
+- every request the client saw answered (a completion or an error reply)
+  has exactly one usage record in metering, and metering's total equals the
+  usage stream's count (no event lost, none counted twice); the one
+  exception, a router killed between its reply and its usage event, is
+  counted and bounded;
+- every replica reports the same registry version afterwards;
+- the limited model admitted at most its rpm (the run is shorter than the
+  60 s window);
+- the gateway kept serving: successes after the fault.
+
+What each fault cost (requests failed, longest time without a success) is
+printed, not asserted: it depends on the machine's load.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import pytest
+
+from shared.client import ByomClient
+from tests.cluster.gateway import ClusterGateway
+from tests.cluster.load import Load, Outcome, cost, one_chat
+
+ENROLLMENT_RPM = 1000
+PROJECT_RPM = 700
+"""What binds: every call is in one project, whose limit is 70 % of the
+enrollment's. Reached after the fault: the load runs a few hundred requests
+a second, half of them on this model."""
+UNLIMITED = {"enrollment": {"rpm": 1_000_000}, "user": {"rpm": 1_000_000}}
+LOAD_CONCURRENCY = 16
+BEFORE_FAULT_S = 1.5
+AFTER_FAULT_S = 3.0
+WARM_UP_S = 10.0
+
+
+@dataclass
+class Models:
+    limited: str
+    free: str
+
+
+async def fresh_models(deployment: ClusterGateway, user: ByomClient) -> Models:
+    """Register both models and wait until the routers serve them."""
+    models = Models(
+        limited=await deployment.register_model(
+            {"enrollment": {"rpm": ENROLLMENT_RPM}, "user": {"rpm": 1_000_000}}
+        ),
+        free=await deployment.register_model(UNLIMITED),
+    )
+    for model in (models.limited, models.free):
+        await served(user, model)
+    return models
+
+
+async def served(user: ByomClient, model: str) -> None:
+    """Return once a chat on ``model`` succeeds; the registry view may lag."""
+    deadline = time.monotonic() + WARM_UP_S
+    while (await one_chat(user, model)).result != "ok":
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{model} was never served")
+        await asyncio.sleep(0.1)
+
+
+async def users(deployment: ClusterGateway) -> list[ByomClient]:
+    return [await deployment.client(f"user-{i}") for i in range(4)]
+
+
+def check_usage(deployment: ClusterGateway, outcomes: list[Outcome]) -> int:
+    """Check nothing is stored twice; return the answered requests not stored."""
+    stored = Counter(deployment.stored_request_ids())
+    answered = [o.request_id for o in outcomes if o.answered]
+    unrecorded = [rid for rid in answered if rid not in stored]
+    unanswered = [o.request_id for o in outcomes if not o.answered]
+    recorded_anyway = sum(1 for rid in unanswered if rid in stored)
+    print(
+        f"  usage: {len(answered)} answered, {len(unrecorded)} of them not recorded; "
+        f"{len(unanswered)} unanswered, {recorded_anyway} of them recorded"
+    )
+    assert max(stored.values()) == 1
+    return len(unrecorded)
+
+
+def admitted(outcomes: list[Outcome], model: str) -> int:
+    return sum(1 for o in outcomes if o.model == model and o.result == "ok")
+
+
+async def run_fault(
+    deployment: ClusterGateway,
+    name: str,
+    fault: Callable[[], Awaitable[None]],
+    recover: Callable[[], Awaitable[float]],
+    *,
+    unrecorded_allowed: int = 0,
+) -> list[Outcome]:
+    """Load, fault, recover, stop; check the promises and print the cost."""
+    clients = await users(deployment)
+    models = await fresh_models(deployment, clients[0])
+    load = Load(clients, [models.limited, models.free], concurrency=LOAD_CONCURRENCY)
+    load.start()
+    await asyncio.sleep(BEFORE_FAULT_S)
+    fault_at = time.monotonic()
+    await fault()
+    await asyncio.sleep(AFTER_FAULT_S)
+    recovery_s = await recover()
+    outcomes = await load.stop()
+    versions = set((await deployment.registry_versions()).values())
+
+    events = await deployment.usage_events_in_stream()
+    metered = await deployment.wait_until_metered()
+    print(f"\n{cost(outcomes, fault_at).line(name)}; recovered in {recovery_s:.2f} s")
+    # The warm-up call was admitted too.
+    limited = admitted(outcomes, models.limited) + 1
+    print(f"  limited model admitted {limited} of its project rpm {PROJECT_RPM}")
+    print(f"  metering total {metered}, usage stream {events}")
+    assert check_usage(deployment, outcomes) <= unrecorded_allowed
+    assert metered == events
+    assert len(versions) == 1, "every replica applied the same registry version"
+    assert limited <= PROJECT_RPM
+    assert any(o.result == "ok" for o in outcomes if o.started > fault_at + 1)
+    return outcomes
+
+
+STREAMS = [
+    "BYOM_REGISTRY",
+    "BYOM_USAGE",
+    "BYOM_LIMITER_JOURNAL",
+    "KV_BYOM_LIMITER_OWNERS",
+    "KV_BYOM_LIMITER_MEMBERS",
+    "KV_BYOM_LIMITER_SNAPSHOTS",
+]
+
+
+async def test_a_killed_nats_node_loses_no_usage_and_rejoins(
+    deployment: ClusterGateway,
+) -> None:
+    nodes = deployment.nats
+    victim = await nodes.leader_of("BYOM_USAGE")
+
+    async def fault() -> None:
+        nodes.kill(victim)
+
+    async def recover() -> float:
+        started = time.monotonic()
+        nodes.restart(victim)
+        await nodes.wait_until_replicated(STREAMS)
+        return time.monotonic() - started
+
+    await run_fault(
+        deployment, f"NATS node {victim.name} (usage leader)", fault, recover
+    )
+
+
+@pytest.mark.parametrize("service", ["router", "limiter", "metering"])
+async def test_a_killed_service_replica_keeps_the_contract(
+    deployment: ClusterGateway, service: str
+) -> None:
+    victim = deployment.replicas[service][0]
+
+    async def fault() -> None:
+        victim.kill()
+
+    async def recover() -> float:
+        started = time.monotonic()
+        victim.start()
+        await deployment.ready([victim])
+        return time.monotonic() - started
+
+    # A router publishes a request's usage event after its reply, in the
+    # background; SIGKILL in between loses the event of a request the client
+    # saw answered (docs/deployment.md, known shortcomings). At most the
+    # requests in flight on the killed router can be lost that way.
+    allowed = LOAD_CONCURRENCY if service == "router" else 0
+    await run_fault(
+        deployment, f"{service} replica", fault, recover, unrecorded_allowed=allowed
+    )
+
+
+async def test_two_routers_against_one_in_the_same_run(
+    deployment: ClusterGateway,
+) -> None:
+    clients = await users(deployment)
+    model = (await fresh_models(deployment, clients[0])).free
+    load = Load(clients, [model], concurrency=32)
+    second = deployment.replicas["router"][1]
+
+    second.stop()
+    one = cost(await load.run_for(4.0))
+    second.start()
+    await deployment.ready([second])
+    two = cost(await load.run_for(4.0))
+
+    print(f"\n{one.line('one router')}\n{two.line('two routers')}")
+    assert one.failed == 0
+    assert two.failed == 0
