@@ -54,10 +54,18 @@ class Node:
     route_port: int
     store: Path
     process: subprocess.Popen[bytes] | None = None
+    log_start: int = 0
 
     @property
     def log(self) -> Path:
         return self.store / "nats.log"
+
+    def log_since_start(self) -> str:
+        if not self.log.exists():
+            return ""
+        with self.log.open("rb") as log:
+            log.seek(self.log_start)
+            return log.read().decode(errors="replace")
 
     @property
     def address(self) -> str:
@@ -146,6 +154,16 @@ class NatsCluster:
             await nc.close()
         raise AssertionError("JetStream never elected a meta leader")
 
+    def violations(self) -> list[str]:
+        """Return every permissions violation the nodes have logged."""
+        return [
+            line
+            for node in self.nodes
+            if node.log.exists()
+            for line in node.log.read_text(errors="replace").splitlines()
+            if "Violation" in line
+        ]
+
     async def leader_of(self, stream: str) -> Node:
         """Return the node that leads ``stream``'s replicas."""
         nc = await nats.connect(self.url("ops").split(","), connect_timeout=2)
@@ -176,7 +194,8 @@ class NatsCluster:
 
     def _spawn(self, node: Node) -> None:
         node.store.mkdir(parents=True, exist_ok=True)
-        node.log.unlink(missing_ok=True)
+        # A restarted node appends to its log: the first run's lines stay.
+        node.log_start = node.log.stat().st_size if node.log.exists() else 0
         others = [peer.route_port for peer in self.nodes if peer is not node]
         env = {"NATS_SERVER_NAME": node.name, **self.env}
         node.process = subprocess.Popen(
@@ -187,7 +206,7 @@ class NatsCluster:
     def _wait_listening(self, node: Node) -> None:
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
-            if node.log.exists() and "Server is ready" in node.log.read_text():
+            if "Server is ready" in node.log_since_start():
                 return
             if node.process is None or node.process.poll() is not None:
                 break
