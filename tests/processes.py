@@ -36,7 +36,12 @@ def quiet_environment(extra: Mapping[str, str]) -> dict[str, str]:
         for key, value in os.environ.items()
         if not key.startswith(("BYOM_", "NATS_", "OTEL_"))
     }
-    return {**inherited, "PYTHONPATH": str(ROOT), "BYOM_LOG_LEVEL": "WARNING", **extra}
+    return {
+        **inherited,
+        "PYTHONPATH": str(ROOT),
+        "BYOM_LOG_LEVEL": os.environ.get("BYOM_TEST_SERVICE_LOG_LEVEL", "WARNING"),
+        **extra,
+    }
 
 
 class ServiceProcess:

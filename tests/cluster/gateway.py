@@ -163,6 +163,14 @@ class ClusterGateway:
             for answer in await admin.status(wait_s=0.5)
         }
 
+    async def wait_for_one_registry_version(self, timeout: float) -> float:
+        """Return how long until every replica reports the same registry version."""
+        started = time.monotonic()
+        while len(set((await self.registry_versions()).values())) != 1:
+            if time.monotonic() - started > timeout:
+                raise AssertionError("replicas disagree on the registry version")
+        return time.monotonic() - started
+
     def stored_request_ids(self) -> list[str]:
         """Read the request ids in metering's database, duplicates included."""
         path = self.root / "data" / "metering-0" / "metering.sqlite3"
@@ -177,8 +185,12 @@ class ClusterGateway:
             await ops.close()
         return int(info.state.messages)
 
-    async def wait_until_metered(self, timeout: float = 30.0) -> int:
-        """Return metering's total once it holds every event in the stream."""
+    async def wait_until_metered(self, timeout: float = 30.0) -> tuple[int, int]:
+        """Return metering's total and the stream's count, once they agree.
+
+        Routers may still be retrying events in the background, so both are
+        read together until they match or the deadline passes.
+        """
         admin = await self.client("root", admin=True)
         deadline = time.monotonic() + timeout
         while True:
@@ -186,7 +198,7 @@ class ClusterGateway:
             rows = (await admin.usage({}))["rows"]
             metered = sum(row["requests"] for row in rows)
             if metered == events or time.monotonic() > deadline:
-                return int(metered)
+                return int(metered), events
             await asyncio.sleep(0.2)
 
     def _start_provider(self) -> None:

@@ -39,6 +39,10 @@ class Outcome:
     ``no_answer`` when nothing came back."""
 
     @property
+    def ok(self) -> bool:
+        return self.result == "ok"
+
+    @property
     def answered(self) -> bool:
         return self.result != NO_ANSWER
 
@@ -64,6 +68,20 @@ class Load:
         self._stop.set()
         await asyncio.gather(*self._workers)
         return self.outcomes
+
+    async def first_success(self, after: float, timeout: float) -> float:
+        """Wait for a success among requests started after ``after``; return when.
+
+        Raise when none comes within ``timeout`` seconds: the gateway stopped
+        serving.
+        """
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ended = [o.ended for o in self.outcomes if o.started > after and o.ok]
+            if ended:
+                return min(ended)
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"no request succeeded within {timeout} s")
 
     async def run_for(self, seconds: float) -> list[Outcome]:
         """Run a fresh batch for ``seconds``; return only its outcomes."""
@@ -126,10 +144,9 @@ def cost(outcomes: list[Outcome], fault_at: float | None = None) -> FaultCost:
         fault_at = min(o.started for o in outcomes)
     results = Counter(outcome.result for outcome in outcomes)
     failed = sum(n for result, n in results.items() if result not in REFUSALS)
-    successes = sorted(
-        o.ended for o in outcomes if o.result == "ok" and o.ended >= fault_at
-    )
-    marks = [fault_at, *successes]
+    end = max(o.ended for o in outcomes)
+    successes = sorted(o.ended for o in outcomes if o.ok and o.ended >= fault_at)
+    marks = [fault_at, *successes, end]
     gap = max((b - a for a, b in itertools.pairwise(marks)), default=0.0)
     span = max(o.ended for o in outcomes) - min(o.started for o in outcomes)
     return FaultCost(dict(results), failed, gap, len(outcomes) / span)

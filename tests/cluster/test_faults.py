@@ -12,7 +12,7 @@ routers, kills one part with SIGKILL, brings it back, and checks:
 - every replica reports the same registry version afterwards;
 - the limited model admitted at most its rpm (the run is shorter than the
   60 s window);
-- the gateway kept serving: successes after the fault.
+- the gateway serves again: a request sent after the fault succeeds.
 
 What each fault cost (requests failed, longest time without a success) is
 printed, not asserted: it depends on the machine's load.
@@ -42,6 +42,10 @@ LOAD_CONCURRENCY = 16
 BEFORE_FAULT_S = 1.5
 AFTER_FAULT_S = 3.0
 WARM_UP_S = 10.0
+SERVE_AGAIN_S = 30.0
+"""How long the gateway may take to serve again after a fault: JetStream
+elects new leaders for the streams the killed node led, which takes seconds
+(docs/deployment.md)."""
 
 
 @dataclass
@@ -113,21 +117,24 @@ async def run_fault(
     await fault()
     await asyncio.sleep(AFTER_FAULT_S)
     recovery_s = await recover()
+    served_again = await load.first_success(after=fault_at, timeout=SERVE_AGAIN_S)
     outcomes = await load.stop()
-    versions = set((await deployment.registry_versions()).values())
+    agreed_s = await deployment.wait_for_one_registry_version(SERVE_AGAIN_S)
 
-    events = await deployment.usage_events_in_stream()
-    metered = await deployment.wait_until_metered()
-    print(f"\n{cost(outcomes, fault_at).line(name)}; recovered in {recovery_s:.2f} s")
+    metered, events = await deployment.wait_until_metered()
+    print(f"\n{cost(outcomes, fault_at).line(name)}")
+    print(
+        f"  back in {recovery_s:.2f} s; first success of a request sent after "
+        f"the fault {served_again - fault_at:.2f} s after it; replicas agreed on "
+        f"the registry version {agreed_s:.2f} s after the load"
+    )
     # The warm-up call was admitted too.
     limited = admitted(outcomes, models.limited) + 1
     print(f"  limited model admitted {limited} of its project rpm {PROJECT_RPM}")
     print(f"  metering total {metered}, usage stream {events}")
     assert check_usage(deployment, outcomes) <= unrecorded_allowed
     assert metered == events
-    assert len(versions) == 1, "every replica applied the same registry version"
     assert limited <= PROJECT_RPM
-    assert any(o.result == "ok" for o in outcomes if o.started > fault_at + 1)
     return outcomes
 
 
