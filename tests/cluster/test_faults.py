@@ -152,7 +152,11 @@ async def test_a_killed_nats_node_loses_no_usage_and_rejoins(
     deployment: ClusterGateway,
 ) -> None:
     nodes = deployment.nats
+    # The usage stream's leader: the node whose loss puts usage events at
+    # risk. Whatever else it leads (the limiter's journal, its buckets) is
+    # out of writes until JetStream elects a new leader.
     victim = await nodes.leader_of("BYOM_USAGE")
+    led = [stream for stream in STREAMS if await nodes.leader_of(stream) is victim]
 
     async def fault() -> None:
         nodes.kill(victim)
@@ -164,7 +168,10 @@ async def test_a_killed_nats_node_loses_no_usage_and_rejoins(
         return time.monotonic() - started
 
     await run_fault(
-        deployment, f"NATS node {victim.name} (usage leader)", fault, recover
+        deployment,
+        f"NATS node {victim.name} (leading {', '.join(led)})",
+        fault,
+        recover,
     )
 
 
