@@ -158,10 +158,20 @@ def run(build: Callable[[Settings], Service]) -> None:
     service = build(settings)
     configure_logging(service.name, settings.log_level)
     configure_tracing(service.name)
-    asyncio.run(_run_until_signalled(service))
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        runner.run(_run_until_signalled(service))
 
 
 GC_THRESHOLDS = (50_000, 20, 100)
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """Use uvloop when installed: socket writes and wake-ups cost less."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 def _tune_garbage_collector() -> None:
