@@ -149,7 +149,13 @@ class ClusterGateway:
                 "name": name,
                 "provider": "openai",
                 "provider_model": "bench-model",
-                "endpoints": [{"api": "openai_chat", "path": "/v1/chat/completions"}],
+                "endpoints": [
+                    {
+                        "api": "openai_chat",
+                        "path": "/v1/chat/completions",
+                        "capabilities": ["streaming"],
+                    }
+                ],
                 "limits": limits,
             },
         )

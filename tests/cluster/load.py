@@ -98,6 +98,15 @@ class Load:
             self.outcomes.append(await one_chat(client, model))
 
 
+async def wait_until_served(client: ByomClient, model: str, timeout: float) -> None:
+    """Return once a chat on ``model`` succeeds: a new model's event may lag."""
+    deadline = time.monotonic() + timeout
+    while (await one_chat(client, model)).result != "ok":
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{model} was never served")
+        await asyncio.sleep(0.1)
+
+
 async def one_chat(client: ByomClient, model: str) -> Outcome:
     request_id = uuid.uuid4().hex
     started = time.monotonic()

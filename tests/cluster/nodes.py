@@ -125,6 +125,13 @@ class NatsCluster:
             node.process.wait(timeout=10)
             node.process = None
 
+    def terminate(self, node: Node) -> None:
+        """SIGTERM one node: a clean shutdown, as for an upgrade."""
+        if node.process is not None:
+            node.process.terminate()
+            node.process.wait(timeout=20)
+            node.process = None
+
     def restart(self, node: Node) -> None:
         self._spawn(node)
         self._wait_listening(node)

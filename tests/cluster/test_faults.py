@@ -28,9 +28,10 @@ from dataclasses import dataclass
 
 import pytest
 
+from bench.cluster import cpu_seconds, machine_busy_seconds
 from shared.client import ByomClient
 from tests.cluster.gateway import ClusterGateway
-from tests.cluster.load import Load, Outcome, cost, one_chat
+from tests.cluster.load import FaultCost, Load, Outcome, cost, wait_until_served
 
 ENROLLMENT_RPM = 1000
 PROJECT_RPM = 700
@@ -63,17 +64,8 @@ async def fresh_models(deployment: ClusterGateway, user: ByomClient) -> Models:
         free=await deployment.register_model(UNLIMITED),
     )
     for model in (models.limited, models.free):
-        await served(user, model)
+        await wait_until_served(user, model, WARM_UP_S)
     return models
-
-
-async def served(user: ByomClient, model: str) -> None:
-    """Return once a chat on ``model`` succeeds; the registry view may lag."""
-    deadline = time.monotonic() + WARM_UP_S
-    while (await one_chat(user, model)).result != "ok":
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{model} was never served")
-        await asyncio.sleep(0.1)
 
 
 async def users(deployment: ClusterGateway) -> list[ByomClient]:
@@ -148,9 +140,11 @@ STREAMS = [
 ]
 
 
-async def test_a_killed_nats_node_loses_no_usage_and_rejoins(
-    deployment: ClusterGateway,
+@pytest.mark.parametrize("stop", ["SIGKILL", "SIGTERM"])
+async def test_a_lost_nats_node_loses_no_usage_and_rejoins(
+    deployment: ClusterGateway, stop: str
 ) -> None:
+    """SIGKILL is a crash; SIGTERM a clean stop, as for an upgrade."""
     nodes = deployment.nats
     # The usage stream's leader: the node whose loss puts usage events at
     # risk. Whatever else it leads (the limiter's journal, its buckets) is
@@ -159,7 +153,10 @@ async def test_a_killed_nats_node_loses_no_usage_and_rejoins(
     led = [stream for stream in STREAMS if await nodes.leader_of(stream) is victim]
 
     async def fault() -> None:
-        nodes.kill(victim)
+        if stop == "SIGKILL":
+            nodes.kill(victim)
+        else:
+            nodes.terminate(victim)
 
     async def recover() -> float:
         started = time.monotonic()
@@ -169,7 +166,7 @@ async def test_a_killed_nats_node_loses_no_usage_and_rejoins(
 
     await run_fault(
         deployment,
-        f"NATS node {victim.name} (leading {', '.join(led)})",
+        f"{stop} NATS node {victim.name} (leading {', '.join(led)})",
         fault,
         recover,
     )
@@ -203,17 +200,33 @@ async def test_a_killed_service_replica_keeps_the_contract(
 async def test_two_routers_against_one_in_the_same_run(
     deployment: ClusterGateway,
 ) -> None:
+    """Print throughput and the CPU the routers and the machine used."""
     clients = await users(deployment)
     model = (await fresh_models(deployment, clients[0])).free
     load = Load(clients, [model], concurrency=32)
     second = deployment.replicas["router"][1]
 
     second.stop()
-    one = cost(await load.run_for(4.0))
+    one, one_cpu = await measured(deployment, load)
     second.start()
     await deployment.ready([second])
-    two = cost(await load.run_for(4.0))
+    two, two_cpu = await measured(deployment, load)
 
-    print(f"\n{one.line('one router')}\n{two.line('two routers')}")
+    print(f"\n{one.line('one router')}; {one_cpu}")
+    print(f"{two.line('two routers')}; {two_cpu}")
     assert one.failed == 0
     assert two.failed == 0
+
+
+async def measured(deployment: ClusterGateway, load: Load) -> tuple[FaultCost, str]:
+    """Run the load for 4 s; return its cost and where the CPU went."""
+    routers = [r for r in deployment.replicas["router"] if r.process is not None]
+    pids = [r.process.pid for r in routers if r.process is not None]
+    before = [cpu_seconds(pid) for pid in pids]
+    busy_before, started = machine_busy_seconds(), time.monotonic()
+    result = cost(await load.run_for(4.0))
+    elapsed = time.monotonic() - started
+    used = [cpu_seconds(pid) - was for pid, was in zip(pids, before, strict=True)]
+    routers_pct = " + ".join(f"{100 * u / elapsed:.0f} %" for u in used)
+    machine_pct = 100 * (machine_busy_seconds() - busy_before) / elapsed
+    return result, f"router CPU {routers_pct} of a core; machine {machine_pct:.0f} %"

@@ -21,7 +21,7 @@ from shared.client import ByomClient
 from shared.errors import Unavailable
 from shared.identity import mint_token
 from tests.cluster.gateway import APP_INBOX, AUTH_SECRET, ClusterGateway, connect
-from tests.cluster.load import one_chat
+from tests.cluster.load import wait_until_served
 
 FORGED_EVENT = "byom.events.registry.forged"
 
@@ -115,10 +115,7 @@ async def test_a_user_reads_only_their_own_usage(
     )
     alice, bob = app.client("alice-p"), app.client("bob-p")
     for user in (alice, bob):
-        deadline = time.monotonic() + 10
-        while (await one_chat(user, model)).result != "ok":
-            assert time.monotonic() < deadline, f"{model} was never served"
-            await asyncio.sleep(0.1)
+        await wait_until_served(user, model, timeout=10)
 
     await deployment.wait_until_metered()
     rows = (await alice.usage({"group_by": ["user"], "filters": {"user": "bob-p"}}))[
@@ -156,3 +153,25 @@ def test_no_service_was_refused_a_subject(deployment: ClusterGateway) -> None:
     ]
 
     assert refused == []
+
+
+async def test_a_streamed_chat_reaches_the_client_on_its_own_inbox(
+    deployment: ClusterGateway, app: Credential
+) -> None:
+    """Chunks go to ``_INBOX.app.…``, the only inbox the app user may read."""
+    model = await deployment.register_model(
+        {"enrollment": {"rpm": 100_000}, "user": {"rpm": 100_000}}
+    )
+    user = app.client("carol-p")
+    await wait_until_served(user, model, timeout=10)
+    request = {"model": model, "messages": [{"role": "user", "content": "hi"}]}
+
+    chunks = [
+        chunk
+        async for chunk in user.chat_stream(
+            request, application="workshop", project="p"
+        )
+    ]
+
+    assert chunks[-1]["usage"]["completion_tokens"] == 8
+    assert app.errors == []
