@@ -75,6 +75,7 @@ class ClusterGateway:
     subjects: Subjects = field(default_factory=Subjects)
     secret_key: str = field(default_factory=SecretBox.generate_key)
     _clients: list[ByomClient] = field(default_factory=list)
+    _admin: ByomClient | None = None
 
     def service_env(self, name: str, index: int) -> dict[str, str]:
         return quiet_environment(
@@ -104,9 +105,14 @@ class ClusterGateway:
             started = [self.add(name) for _ in range(counts.get(name, 0))]
             await self.ready(started)
 
+    async def admin(self) -> ByomClient:
+        """Return the administrator's client, connected once."""
+        if self._admin is None:
+            self._admin = await self.client("root", admin=True)
+        return self._admin
+
     async def ready(self, replicas: list[ServiceProcess]) -> None:
-        admin = await self.client("root", admin=True)
-        await wait_until_answering(admin, replicas)
+        await wait_until_answering(await self.admin(), replicas)
 
     async def stop(self) -> None:
         for client in self._clients:
@@ -131,7 +137,7 @@ class ClusterGateway:
 
     async def register_model(self, limits: dict[str, Any]) -> str:
         """Register a model on the provider with ``limits``; return its name."""
-        admin = await self.client("root", admin=True)
+        admin = await self.admin()
         await admin.registry("access.set", {"enabled": True, "groups": None})
         name = f"m-{uuid.uuid4().hex[:8]}"
         source = await admin.registry(
@@ -163,7 +169,7 @@ class ClusterGateway:
 
     async def registry_versions(self) -> dict[str, int]:
         """Return the registry version each replica reports it has applied."""
-        admin = await self.client("root", admin=True)
+        admin = await self.admin()
         return {
             str(answer["instance"]): int(answer["registry_version"])
             for answer in await admin.status(wait_s=0.5)
@@ -197,7 +203,7 @@ class ClusterGateway:
         Routers may still be retrying events in the background, so both are
         read together until they match or the deadline passes.
         """
-        admin = await self.client("root", admin=True)
+        admin = await self.admin()
         deadline = time.monotonic() + timeout
         while True:
             events = await self.usage_events_in_stream()

@@ -72,7 +72,7 @@ async def test_a_client_credential_cannot_send_a_registry_command(
         await as_admin.request("byom.registry.source.create", body, timeout=1.0)
 
     assert await app.refused("byom.registry.source.create")
-    admin = await deployment.client("root", admin=True)
+    admin = await deployment.admin()
     sources = (await admin.registry("source.list", {}))["sources"]
     assert name not in {source["name"] for source in sources}
 
