@@ -45,8 +45,9 @@ class Router:
         # goes through aiohttp's pool (providers/transport.py says why).
         self._http = httpx.AsyncClient(transport=AiohttpTransport(max_connections=512))
         self._usage = UsagePublisher(
-            service.js, service.subjects, metrics=service.metrics
+            service.nc, service.subjects, metrics=service.metrics
         )
+        await self._usage.start()
         self.pipeline = InferencePipeline(
             view=self.follower.view,
             quota=QuotaClient(

@@ -72,7 +72,8 @@ class InferencePipeline:
             bind_context(reason=exc.message)
             return None
         finally:
-            self._usage.publish(attempt.event(), dict(telemetry.inject({})))
+            # Written before the reply, so an answered call is never unmetered.
+            await self._usage.publish(attempt.event(), dict(telemetry.inject({})))
 
     async def _run(self, call: Call, attempt: Attempt) -> dict[str, Any] | None:
         admission = admit(

@@ -6,9 +6,8 @@ routers, kills one part with SIGKILL, brings it back, and checks:
 
 - every request the client saw answered (a completion or an error reply)
   has exactly one usage record in metering, and metering's total equals the
-  usage stream's count (no event lost, none counted twice); the one
-  exception, a router killed between its reply and its usage event, is
-  counted and bounded;
+  usage stream's count (no event lost, none counted twice), a killed
+  router included: it writes the event before the reply;
 - every replica reports the same registry version afterwards;
 - the limited model admitted at most its rpm (the run is shorter than the
   60 s window);
@@ -187,14 +186,7 @@ async def test_a_killed_service_replica_keeps_the_contract(
         await deployment.ready([victim])
         return time.monotonic() - started
 
-    # A router publishes a request's usage event after its reply, in the
-    # background; SIGKILL in between loses the event of a request the client
-    # saw answered (docs/deployment.md, known shortcomings). At most the
-    # requests in flight on the killed router can be lost that way.
-    allowed = LOAD_CONCURRENCY if service == "router" else 0
-    await run_fault(
-        deployment, f"{service} replica", fault, recover, unrecorded_allowed=allowed
-    )
+    await run_fault(deployment, f"{service} replica", fault, recover)
 
 
 async def test_two_routers_against_one_in_the_same_run(
