@@ -23,13 +23,13 @@ Rules beyond a one-to-one mapping, each chosen so nothing is silently lost:
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from shared.errors import InvalidRequest
 
 from .base import JSON
 from .wire import (
+    call_arguments,
     data_url,
     effort_budget,
     json_schema_format,
@@ -166,7 +166,7 @@ def _assistant_blocks(message: JSON, field: str) -> list[JSON]:
         blocks.append({"type": "text", "text": text})
     for index, call in enumerate(message.get("tool_calls") or []):
         function = call["function"]
-        arguments = _arguments(
+        arguments = call_arguments(
             function.get("arguments"), f"{field}.tool_calls[{index}]"
         )
         blocks.append(
@@ -178,22 +178,6 @@ def _assistant_blocks(message: JSON, field: str) -> list[JSON]:
             }
         )
     return blocks
-
-
-def _arguments(raw: Any, field: str) -> JSON:
-    try:
-        parsed = json.loads(raw or "{}")
-    except ValueError as exc:
-        raise InvalidRequest(
-            "tool call arguments must be a JSON object string",
-            field=f"{field}.function.arguments",
-        ) from exc
-    if not isinstance(parsed, dict):
-        raise InvalidRequest(
-            "tool call arguments must be a JSON object",
-            field=f"{field}.function.arguments",
-        )
-    return parsed
 
 
 def _tool(tool: JSON) -> JSON:

@@ -31,6 +31,7 @@ from shared.errors import InvalidRequest
 
 from .base import JSON
 from .wire import (
+    call_arguments,
     data_url,
     effort_budget,
     json_schema_format,
@@ -140,7 +141,7 @@ def _model_parts(message: JSON, field: str) -> list[JSON]:
         parts.append(_signed({"text": text}, signatures.get(None)))
     for index, call in enumerate(message.get("tool_calls") or []):
         function = call["function"]
-        args = _arguments(function.get("arguments"), f"{field}.tool_calls[{index}]")
+        args = call_arguments(function.get("arguments"), f"{field}.tool_calls[{index}]")
         part = {"functionCall": {"name": function["name"], "args": args}}
         parts.append(_signed(part, signatures.get(call["id"])))
     return parts or [{"text": ""}]
@@ -148,22 +149,6 @@ def _model_parts(message: JSON, field: str) -> list[JSON]:
 
 def _signed(part: JSON, signature: str | None) -> JSON:
     return {**part, "thoughtSignature": signature} if signature else part
-
-
-def _arguments(raw: Any, field: str) -> JSON:
-    try:
-        parsed = json.loads(raw or "{}")
-    except ValueError as exc:
-        raise InvalidRequest(
-            "tool call arguments must be a JSON object string",
-            field=f"{field}.function.arguments",
-        ) from exc
-    if not isinstance(parsed, dict):
-        raise InvalidRequest(
-            "tool call arguments must be a JSON object",
-            field=f"{field}.function.arguments",
-        )
-    return parsed
 
 
 def _function_response(message: JSON, field: str, names: dict[str, str]) -> JSON:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import time
 import uuid
 from collections.abc import Mapping
@@ -198,6 +199,23 @@ def assistant_message(
     if blocks:
         message["reasoning_blocks"] = blocks
     return message
+
+
+def call_arguments(raw: Any, field: str) -> JSON:
+    """Parse an OpenAI tool call's arguments string into the object it holds."""
+    try:
+        parsed = json.loads(raw or "{}")
+    except ValueError as exc:
+        raise InvalidRequest(
+            "tool call arguments must be a JSON object string",
+            field=f"{field}.function.arguments",
+        ) from exc
+    if not isinstance(parsed, dict):
+        raise InvalidRequest(
+            "tool call arguments must be a JSON object",
+            field=f"{field}.function.arguments",
+        )
+    return parsed
 
 
 def tool_call(id_: str, name: str, arguments: str) -> JSON:
