@@ -10,10 +10,7 @@ settlements change nothing and the tpm limits can be checked exactly.
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
@@ -38,8 +35,8 @@ from tests.fakes.openai import API_KEY, FakeOpenAI, text
 from tests.fakes.server import Recorded, Reply
 from tests.harness import AUTH_SECRET, Gateway, gateway_settings
 from tests.limiter.test_service import caught_up
+from tests.processes import ServiceProcess, quiet_environment
 
-ROOT = Path(__file__).resolve().parents[2]
 OUTPUT = 100
 CHAT = {
     "model": "",
@@ -60,39 +57,20 @@ class ExactProvider(FakeOpenAI):
         return text("one, two, three", prompt=prompt, completion=OUTPUT)
 
 
-class LimiterProcess:
+class LimiterProcess(ServiceProcess):
     """``python -m services.limiter`` for one gateway's prefixes."""
 
     def __init__(self, settings: Settings, log: Path) -> None:
-        self.instance = f"limiter-{uuid.uuid4().hex[:6]}"
-        self._env = {
-            **os.environ,
-            "NATS_URL": settings.nats_url,
-            "BYOM_SUBJECT_PREFIX": settings.subject_prefix,
-            "BYOM_STREAM_PREFIX": settings.stream_prefix,
-            "BYOM_AUTH_SECRET": AUTH_SECRET,
-            "BYOM_DATA_DIR": str(settings.data_dir),
-            "BYOM_INSTANCE": self.instance,
-            "PYTHONPATH": str(ROOT),
-        }
-        self._log = log
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self._log.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "services.limiter"],
-                env=self._env,
-                cwd=ROOT,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-
-    def kill(self) -> None:
-        if self.process is not None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(timeout=10)
-            self.process = None
+        env = quiet_environment(
+            {
+                "NATS_URL": settings.nats_url,
+                "BYOM_SUBJECT_PREFIX": settings.subject_prefix,
+                "BYOM_STREAM_PREFIX": settings.stream_prefix,
+                "BYOM_AUTH_SECRET": AUTH_SECRET,
+                "BYOM_DATA_DIR": str(settings.data_dir),
+            }
+        )
+        super().__init__("limiter", env, log)
 
     def stop(self) -> None:
         """Stop on SIGTERM, as deployed; a limiter that hangs fails the test."""
