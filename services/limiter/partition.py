@@ -36,6 +36,11 @@ JOURNAL_BUDGET_S = 1.5
 """How long a batch is retried before the owner steps down: less than the
 lease, so that no successor can be serving while we still retry."""
 MAX_BATCH = 2000
+SETTLE_LINGER_S = 0.1
+"""How long a settlement may wait to share a journal batch with the next
+grant, rather than cost a journal round trip of its own. A settlement lost
+with its owner only leaves a reservation at its estimate: that can refuse
+more, never admit more."""
 """Decisions per journal message; a batch of grants is about 100 bytes each."""
 TAKEOVER_ATTEMPTS = 5
 
@@ -62,6 +67,7 @@ class Partition:
         self._pending: list[list[Any]] = []
         self._waiters: list[asyncio.Future[bool]] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._linger: asyncio.TimerHandle | None = None
         self._by_request: dict[str, _Admitted | str] = {}
         self._request_order: deque[tuple[int, str]] = deque()
         # Staggered, so that partitions never snapshot in the same tick.
@@ -109,7 +115,7 @@ class Partition:
             changed = self._book.refund(now, reservation_id)
             entry = ["r", now, reservation_id]
         if changed:
-            self._record(entry)
+            self._record(entry, urgent=False)
 
     def replay(self, batch: list[list[Any]]) -> None:
         """Apply a journal batch written by this partition's previous owner."""
@@ -163,13 +169,24 @@ class Partition:
         self._by_request[request_id] = admitted
         self._request_order.append((second, request_id))
 
-    def _record(self, entry: list[Any]) -> asyncio.Future[bool]:
-        waiter = asyncio.get_running_loop().create_future()
+    def _record(self, entry: list[Any], *, urgent: bool = True) -> asyncio.Future[bool]:
+        """Queue an entry for the journal; a grant's reply waits for it."""
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
         self._pending.append(entry)
         self._waiters.append(waiter)
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush())
+        if urgent:
+            self._start_flush()
+        elif self._linger is None:
+            self._linger = loop.call_later(SETTLE_LINGER_S, self._start_flush)
         return waiter
+
+    def _start_flush(self) -> None:
+        if self._linger is not None:
+            self._linger.cancel()
+            self._linger = None
+        if self._pending and (self._flusher is None or self._flusher.done()):
+            self._flusher = asyncio.create_task(self._flush())
 
     async def _flush(self) -> None:
         while self._pending and not self.closed:
@@ -204,12 +221,16 @@ class Partition:
     def close(self) -> None:
         """Stop deciding: every grant not yet journaled is never answered."""
         self.closed = True
+        if self._linger is not None:
+            self._linger.cancel()
+            self._linger = None
         _resolve(self._waiters, False)
         self._pending.clear()
         self._waiters.clear()
 
     async def drain(self) -> None:
-        """Wait for the batch in flight, so a handover loses no decision."""
+        """Journal what is queued, so a handover loses no decision."""
+        self._start_flush()
         if self._flusher is not None:
             await asyncio.wait({self._flusher}, timeout=JOURNAL_BUDGET_S)
         self.close()

@@ -161,6 +161,35 @@ async def test_a_restart_from_a_snapshot_keeps_windows_and_settlements(
     await caller.nc.close()
 
 
+async def test_a_settlement_rides_the_next_grant_into_the_journal(
+    gateway: Gateway,
+) -> None:
+    """A settlement waits to share a batch; replay after a restart keeps it.
+
+    No snapshot is due, so the restarted limiter rebuilds from the journal
+    alone: 100 settled plus 1000 of the project's 1400 leave room for 300.
+    """
+    admin = await gateway.client("root", admin=True)
+    rid = await register_model(
+        admin, {"enrollment": {"rpm": 100, "tpm": 2000}, "user": USER}
+    )
+    caller = await caller_for(gateway)
+
+    first = await caller.acquire({"model": rid, "tokens": 1000})
+    await caller.settle(
+        {"model": rid, "reservation": first["reservation"], "tokens": 100}
+    )
+    second = await caller.acquire({"model": rid, "tokens": 1000})
+    await restart_limiter(gateway)
+    third = await caller.acquire({"model": rid, "tokens": 301})
+    fourth = await caller.acquire({"model": rid, "tokens": 300})
+
+    assert "reservation" in second
+    assert third["error"]["limit"] == "tpm"
+    assert "reservation" in fourth
+    await caller.nc.close()
+
+
 async def test_a_retried_request_id_is_granted_once(gateway: Gateway) -> None:
     admin = await gateway.client("root", admin=True)
     rid = await register_model(admin, {"enrollment": {"rpm": 3}, "user": USER})
