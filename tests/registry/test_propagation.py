@@ -14,11 +14,12 @@ from typing import Any
 
 import pytest
 
+from services.limiter.app import Limiter
 from services.router.app import Router
 from services.router.app import build as build_router
 from services.router.checks import admit
 from shared.client import ByomClient
-from shared.errors import AccessNotEnabled, ByomError, ModelDisabled
+from shared.errors import AccessNotEnabled, ByomError, Forbidden, ModelDisabled
 from shared.identity import Principal
 from shared.registry_view import RegistryFollower
 from shared.service import Service
@@ -50,6 +51,17 @@ def followers(gateway: Gateway) -> list[RegistryFollower]:
     found = [router.follower for router in routers if router.follower is not None]
     assert len(found) == 2
     return found
+
+
+def limiter_follower(gateway: Gateway) -> RegistryFollower:
+    limiter = next(
+        component
+        for service in gateway.services
+        for component in service.components
+        if isinstance(component, Limiter)
+    )
+    assert limiter.follower is not None
+    return limiter.follower
 
 
 def registry_version(gateway: Gateway) -> int:
@@ -174,7 +186,7 @@ async def test_every_replica_answers_status_with_the_registry_version(
     admin = await gateway.client("root", admin=True)
     await admin.registry("model.disable", {"rid": model["rid"]})
     version = registry_version(gateway)
-    for follower in followers(gateway):
+    for follower in followers(gateway) + [limiter_follower(gateway)]:
         await follower.wait_for_version(version, BUDGET_S)
 
     replies = await admin.status(wait_s=0.5)
@@ -189,8 +201,9 @@ async def test_every_replica_answers_status_with_the_registry_version(
     routers = [r for r in replies if r["service"] == "router"]
     assert len({r["instance"] for r in routers}) == 2
     assert {r["registry_version"] for r in routers} == {version}
-    registry = next(r for r in replies if r["service"] == "registry")
-    assert registry["registry_version"] == version
+    others = {r["service"]: r["registry_version"] for r in replies}
+    assert others["registry"] == version
+    assert others["limiter"] == version
     for reply in replies:
         assert set(reply) == {
             "service",
@@ -199,3 +212,12 @@ async def test_every_replica_answers_status_with_the_registry_version(
             "registry_version",
             "uptime_s",
         }
+
+
+async def test_status_is_refused_to_a_user_who_is_not_an_administrator(
+    gateway: Gateway,
+) -> None:
+    user = await gateway.client("alice", ["ml"])
+
+    with pytest.raises(Forbidden, match="enrollment administrators"):
+        await user.status(wait_s=0.3)
