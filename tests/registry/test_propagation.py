@@ -186,7 +186,7 @@ async def test_every_replica_answers_status_with_the_registry_version(
     admin = await gateway.client("root", admin=True)
     await admin.registry("model.disable", {"rid": model["rid"]})
     version = registry_version(gateway)
-    for follower in followers(gateway) + [limiter_follower(gateway)]:
+    for follower in [*followers(gateway), limiter_follower(gateway)]:
         await follower.wait_for_version(version, BUDGET_S)
 
     replies = await admin.status(wait_s=0.5)
