@@ -116,6 +116,9 @@ class Service:
         self.serve(self.subjects.status, self._status, replicas_share=False)
         for endpoint in self.endpoints:
             await endpoint.start(self.nc)
+        # A subscription is only buffered until flushed: after the server's
+        # PONG, "service_started" means every endpoint is reachable.
+        await self.nc.flush()
         self.metrics.serve(metrics_port(self.name))
         _log.info(
             "service_started",
