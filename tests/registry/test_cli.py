@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
 
-import orjson
 import pytest
-from typer.testing import CliRunner, Result
 
-from shared.cli.main import app
+from tests.cli import byom, byom_json
 from tests.harness import Gateway, gateway_settings
 from tests.registry.conftest import SECRET
 
@@ -24,24 +20,6 @@ async def byom_gateway(
     await running.start(["registry"])
     yield running
     await running.stop()
-
-
-async def byom(gateway: Gateway, *args: str, as_json: bool = True) -> Result:
-    """Run the CLI in a thread, so this loop keeps serving its requests."""
-    token = gateway.token("root", admin=True)
-    argv = ["--nats-url", gateway.settings.nats_url, "--token", token]
-    argv += ["--json"] if as_json else []
-    env = {
-        "BYOM_SUBJECT_PREFIX": gateway.settings.subject_prefix,
-        "BYOM_STREAM_PREFIX": gateway.settings.stream_prefix,
-    }
-    return await asyncio.to_thread(CliRunner().invoke, app, [*argv, *args], env=env)
-
-
-async def byom_json(gateway: Gateway, *args: str) -> Any:
-    result = await byom(gateway, *args)
-    assert result.exit_code == 0, result.output
-    return orjson.loads(result.stdout)
 
 
 async def test_every_registry_verb_works_from_the_cli(byom_gateway: Gateway) -> None:
