@@ -31,7 +31,8 @@ T = TypeVar("T")
 
 # Piped output is not cut to 80 columns: tables stay readable in logs.
 console = Console(width=None if sys.stdout.isatty() else 160)
-errors = Console(stderr=True)
+# An error stays one line, so a log of stderr can be searched for it.
+errors = Console(stderr=True, soft_wrap=True)
 
 
 def data_dir() -> Path:
