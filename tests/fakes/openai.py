@@ -31,6 +31,11 @@ PARAMETERS = {
     "frequency_penalty", "logit_bias", "service_tier", "prediction",
 }  # fmt: skip
 AZURE_PATH = re.compile(r"^/openai/deployments/[^/]+/chat/completions$")
+AZURE_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}(-preview)?$")
+# Azure answers 400 to a feature the request's api-version predates; these are
+# the first versions that know each one (their dates compare as strings).
+REASONING_SINCE = "2024-12-01"
+JSON_SCHEMA_SINCE = "2024-08-01"
 FIXED_TEXT = "Hello from the fake provider."
 
 
@@ -105,7 +110,11 @@ def text_stream(
 
 
 class FakeOpenAI(FakeServer):
-    """Validate like OpenAI: auth, path, parameters, roles, tool-call pairing."""
+    """Validate like OpenAI: auth, path, parameters, roles, tool-call pairing.
+
+    As Azure it also wants a deployment path, an ``api-version`` and the
+    ``api-key`` header, and rejects features newer than that api-version.
+    """
 
     def __init__(self, port: int = 0, *, azure: bool = False) -> None:
         super().__init__(port)
@@ -130,17 +139,16 @@ class FakeOpenAI(FakeServer):
             return error(400, "We could not parse the JSON body of your request.")
         if not isinstance(body, dict):
             return error(400, "The body must be a JSON object.")
-        return _check_body(body, self.azure)
+        problem = _check_body(body, self.azure)
+        if self.azure:
+            return problem or _check_api_version(body, request.query["api-version"])
+        return problem
 
     def _route(self, request: Recorded) -> Reply | None:
         if request.method != "POST":
             return error(405, "Method not allowed.")
         if self.azure:
-            if not AZURE_PATH.match(request.path):
-                return error(404, "Resource not found")
-            if "api-version" not in request.query:
-                return error(404, "Missing api-version query parameter.")
-            return None
+            return _azure_route(request)
         if request.path != "/v1/chat/completions":
             return error(404, f"Invalid URL (POST {request.path})")
         return None
@@ -153,6 +161,15 @@ class FakeOpenAI(FakeServer):
         if key != API_KEY:
             return error(401, f"Incorrect API key provided: {key}.")
         return None
+
+
+def _azure_route(request: Recorded) -> Reply | None:
+    version = request.query.get("api-version")
+    if version is None:
+        return error(404, "Missing api-version query parameter.")
+    if not AZURE_PATH.match(request.path) or not AZURE_VERSION.match(version):
+        return error(404, "Resource not found")
+    return None
 
 
 def _check_body(body: dict[str, Any], azure: bool) -> Reply | None:
@@ -204,6 +221,17 @@ def _check_tools(body: dict[str, Any]) -> Reply | None:
         spec = response_format.get("json_schema") or {}
         if not spec.get("name") or "schema" not in spec:
             return error(400, "json_schema needs name and schema", "response_format")
+    return None
+
+
+def _check_api_version(body: dict[str, Any], version: str) -> Reply | None:
+    date = version[:10]
+    if "reasoning_effort" in body and date < REASONING_SINCE:
+        return error(400, "Unknown parameter: 'reasoning_effort'.", "reasoning_effort")
+    response_format = body.get("response_format") or {}
+    if response_format.get("type") == "json_schema" and date < JSON_SCHEMA_SINCE:
+        return error(400, "Invalid value: 'json_schema'. Supported values are:"
+                     " 'json_object' and 'text'.", "response_format.type")  # fmt: skip
     return None
 
 

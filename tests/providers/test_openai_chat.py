@@ -26,21 +26,29 @@ from .conftest import (
     streamed_tool_calls,
     valid_completion,
 )
+from .openai_apis import AZURE, OPENAI, USER, Api
 
-AUTH = {"type": "bearer", "secret": fake.API_KEY}
-USER = {"role": "user", "content": "Weather in Paris?"}
+# Reasoning needs a newer api-version than the adapter's default.
+AZURE_REASONING = AZURE.at_version("2024-12-01-preview")
+# The last GA api-version before structured outputs.
+AZURE_BEFORE_SCHEMAS = AZURE.at_version("2024-06-01")
+both_apis = pytest.mark.parametrize("api", [OPENAI, AZURE], ids=lambda api: api.name)
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[fake.FakeOpenAI]:
-    async with fake.FakeOpenAI() as running:
+def api() -> Api:
+    """Test openai_chat unless a test is parametrised over more apis."""
+    return OPENAI
+
+
+@pytest.fixture
+async def server(api: Api) -> AsyncIterator[fake.FakeOpenAI]:
+    async with fake.FakeOpenAI(azure=api.azure) as running:
         yield running
 
 
 def target(server: fake.FakeOpenAI, **auth: Any) -> Target:
-    return Target(
-        "openai_chat", server.base_url, "/v1/chat/completions", "gpt-4o", auth or AUTH
-    )
+    return OPENAI.target(server, **auth)
 
 
 def ask(*messages: dict[str, Any], **fields: Any) -> dict[str, Any]:
@@ -78,8 +86,12 @@ async def test_tool_call_round_trip_sends_results_back(
     assert server.requests[1].json["messages"][2] == result
 
 
+@both_apis
 async def test_parallel_tool_calls_come_back_together(
-    server: fake.FakeOpenAI, client: httpx.AsyncClient, caller: ProviderCaller
+    api: Api,
+    server: fake.FakeOpenAI,
+    client: httpx.AsyncClient,
+    caller: ProviderCaller,
 ) -> None:
     server.queue(
         fake.tool_calls(
@@ -87,18 +99,21 @@ async def test_parallel_tool_calls_come_back_together(
             ("call_2", "get_time", {"city": "Paris"}),
         )
     )
-    reply = await OpenAIChat(caller).complete(
-        client, target(server), ask(tools=[WEATHER_TOOL, TIME_TOOL])
-    )
+    request = ask(tools=[WEATHER_TOOL, TIME_TOOL])
+    reply = await api.adapter(caller).complete(client, api.target(server), request)
 
     calls = valid_completion(reply)["choices"][0]["message"]["tool_calls"]
     assert [call["function"]["name"] for call in calls] == ["get_weather", "get_time"]
+    assert reply["model"] == "my-gpt"
+    assert api.sent(server) == api.body(tools=[WEATHER_TOOL, TIME_TOOL])
 
 
+@both_apis
 @pytest.mark.parametrize(
     "choice", ["required", {"type": "function", "function": {"name": "get_time"}}]
 )
 async def test_forced_tool_choice_reaches_the_provider_unchanged(
+    api: Api,
     server: fake.FakeOpenAI,
     client: httpx.AsyncClient,
     caller: ProviderCaller,
@@ -106,43 +121,82 @@ async def test_forced_tool_choice_reaches_the_provider_unchanged(
 ) -> None:
     server.queue(fake.tool_calls(("call_1", "get_time", {"city": "Paris"})))
     request = ask(tools=[WEATHER_TOOL, TIME_TOOL], tool_choice=choice)
-    await OpenAIChat(caller).complete(client, target(server), request)
+    reply = await api.adapter(caller).complete(client, api.target(server), request)
 
-    assert server.requests[0].json["tool_choice"] == choice
+    call = valid_completion(reply)["choices"][0]["message"]["tool_calls"][0]
+    assert call["function"] == {"name": "get_time", "arguments": '{"city": "Paris"}'}
+    assert api.sent(server) == api.body(
+        tools=[WEATHER_TOOL, TIME_TOOL], tool_choice=choice
+    )
 
 
+@both_apis
 async def test_structured_output_passes_the_schema(
-    server: fake.FakeOpenAI, client: httpx.AsyncClient, caller: ProviderCaller
+    api: Api,
+    server: fake.FakeOpenAI,
+    client: httpx.AsyncClient,
+    caller: ProviderCaller,
 ) -> None:
     server.queue(fake.text('{"city": "Paris", "celsius": 21}'))
-    reply = await OpenAIChat(caller).complete(
-        client, target(server), ask(response_format=ANSWER_FORMAT)
+    reply = await api.adapter(caller).complete(
+        client, api.target(server), ask(response_format=ANSWER_FORMAT)
     )
 
     content = valid_completion(reply)["choices"][0]["message"]["content"]
     assert json.loads(content) == {"city": "Paris", "celsius": 21}
-    assert server.requests[0].json["response_format"] == ANSWER_FORMAT
+    assert api.sent(server) == api.body(response_format=ANSWER_FORMAT)
 
 
+@pytest.mark.parametrize("api", [OPENAI, AZURE_REASONING], ids=lambda api: api.name)
 async def test_reasoning_text_is_returned_and_not_resent(
-    server: fake.FakeOpenAI, client: httpx.AsyncClient, caller: ProviderCaller
+    api: Api,
+    server: fake.FakeOpenAI,
+    client: httpx.AsyncClient,
+    caller: ProviderCaller,
 ) -> None:
-    adapter = OpenAIChat(caller)
+    adapter = api.adapter(caller)
     thought = {"role": "assistant", "content": "Sunny.", "reasoning_content": "Hmm."}
     server.queue(fake.completion(thought, reasoning=5))
-    first = await adapter.complete(client, target(server), ask(reasoning_effort="high"))
+    first = await adapter.complete(
+        client, api.target(server), ask(reasoning_effort="high")
+    )
     message = valid_completion(first)["choices"][0]["message"]
     assert message["reasoning_content"] == "Hmm."
     assert first["usage"]["completion_tokens_details"]["reasoning_tokens"] == 5
 
     follow_up = {"role": "user", "content": "And tomorrow?"}
-    await adapter.complete(client, target(server), ask(USER, message, follow_up))
+    await adapter.complete(client, api.target(server), ask(USER, message, follow_up))
 
-    assert server.requests[1].json["messages"][1] == {
-        "role": "assistant",
-        "content": "Sunny.",
-    }
-    assert server.requests[0].json["reasoning_effort"] == "high"
+    assert api.sent(server, 0) == api.body(reasoning_effort="high")
+    assert api.sent(server, 1) == api.body(
+        USER, {"role": "assistant", "content": "Sunny."}, follow_up
+    )
+
+
+@pytest.mark.parametrize(
+    ("api", "feature"),
+    [
+        (AZURE, ({"reasoning_effort": "high"}, "'reasoning_effort'")),
+        (AZURE_BEFORE_SCHEMAS, ({"response_format": ANSWER_FORMAT}, "'json_schema'")),
+    ],
+    ids=["reasoning_effort", "json_schema"],
+)
+async def test_azure_rejects_a_feature_newer_than_the_api_version(
+    api: Api,
+    server: fake.FakeOpenAI,
+    client: httpx.AsyncClient,
+    caller: ProviderCaller,
+    feature: tuple[dict[str, Any], str],
+) -> None:
+    """An api-version older than the feature fails at once, naming the feature."""
+    fields, named = feature
+    with pytest.raises(ProviderError) as raised:
+        await api.adapter(caller).complete(client, api.target(server), ask(**fields))
+
+    assert raised.value.provider_status == 400
+    assert named in raised.value.message
+    assert api.sent(server) == api.body(**fields)
+    assert len(server.requests) == 1
 
 
 async def test_stream_always_asks_for_usage_and_ends_with_it(
@@ -284,25 +338,18 @@ async def test_bad_request_reports_the_provider_message(
     assert "wizard" in raised.value.message
 
 
+@pytest.mark.parametrize("api", [AZURE], ids=lambda api: api.name)
 async def test_azure_uses_the_deployment_path_version_and_key_header(
-    client: httpx.AsyncClient, caller: ProviderCaller
+    api: Api,
+    server: fake.FakeOpenAI,
+    client: httpx.AsyncClient,
+    caller: ProviderCaller,
 ) -> None:
-    async with fake.FakeOpenAI(azure=True) as server:
-        azure = Target(
-            "azure_openai_chat",
-            server.base_url,
-            "/openai/deployments/{model}/chat/completions",
-            "my-deploy",
-            {"type": "api_key", "header": "api-key", "secret": fake.API_KEY},
-        )
-        reply = await AzureOpenAIChat(caller).complete(client, azure, ask())
-        chunks = await collect(
-            AzureOpenAIChat(caller).stream(client, azure, ask(stream=True))
-        )
+    reply = await AzureOpenAIChat(caller).complete(client, api.target(server), ask())
+    chunks = await collect(
+        AzureOpenAIChat(caller).stream(client, api.target(server), ask(stream=True))
+    )
 
-    sent = server.requests[0]
     assert valid_completion(reply)["model"] == "my-gpt"
-    assert sent.path == "/openai/deployments/my-deploy/chat/completions"
-    assert sent.query == {"api-version": "2024-10-21"}
-    assert "model" not in sent.json
+    assert api.sent(server) == api.body()
     assert chunks[-1]["usage"]["completion_tokens"] == 8
