@@ -4,6 +4,13 @@ The router and the limiter answer from this view, so the inference path
 never asks the registry anything. ``RegistryFollower`` replays the stream
 from its first event at start, returns once it has caught up, and then
 applies each new event as it arrives (within milliseconds of the change).
+
+Events reach a follower two ways. The stream's ordered consumer is the
+record: it replays, and it fills every gap. The registry's publish is also
+seen by a plain subscription on the same subjects, which keeps arriving
+while a lost node's consumer is being replaced (seconds, when the JetStream
+meta leader was on that node). An event from either path is applied only
+in version order; one that arrives early waits for the versions before it.
 """
 
 from __future__ import annotations
@@ -13,15 +20,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from nats.js import JetStreamContext
+from nats.aio.client import Client as NatsClient
 from nats.js.api import DeliverPolicy
 from nats.js.errors import NotFoundError
+from pydantic import ValidationError
 
 from shared.contracts.events import RegistryEvent
 from shared.logs import get_logger
 from shared.subjects import Subjects
 
 _log = get_logger(__name__)
+
+EARLY_EVENTS_KEPT = 1024
+"""Events held while an earlier version is missing; more than this and the
+newest wait for the stream instead."""
 
 HEARTBEAT_S = 0.5
 """Idle heartbeat of the follower's consumer. A follower whose server died
@@ -81,14 +93,17 @@ class RegistryView:
 class RegistryFollower:
     """Keep a ``RegistryView`` current by following the registry stream."""
 
-    def __init__(self, js: JetStreamContext, subjects: Subjects) -> None:
+    def __init__(self, nc: NatsClient, subjects: Subjects) -> None:
         self.view = RegistryView()
-        self._js = js
+        self._nc = nc
+        self._js = nc.jetstream()
         self._subjects = subjects
         self._applied_seq = 0
         self._caught_up = asyncio.Event()
         self._target_seq = 0
         self._subscription: Any = None
+        self._live: Any = None
+        self._early: dict[int, RegistryEvent] = {}
         self._applied = asyncio.Condition()
 
     async def start(self, timeout: float = 30.0) -> None:
@@ -96,6 +111,9 @@ class RegistryFollower:
         self._target_seq = await self._last_sequence()
         if self._target_seq == 0:
             self._caught_up.set()
+        self._live = await self._nc.subscribe(
+            self._subjects.registry_events, cb=self._on_live_message
+        )
         self._subscription = await self._js.subscribe(
             self._subjects.registry_events,
             stream=self._subjects.registry_stream,
@@ -115,9 +133,10 @@ class RegistryFollower:
             )
 
     async def stop(self) -> None:
-        if self._subscription is not None:
-            await self._subscription.unsubscribe()
-            self._subscription = None
+        for subscription in (self._subscription, self._live):
+            if subscription is not None:
+                await subscription.unsubscribe()
+        self._subscription = self._live = None
 
     async def _last_sequence(self) -> int:
         try:
@@ -127,11 +146,40 @@ class RegistryFollower:
         return info.state.last_seq
 
     async def _on_message(self, msg: Any) -> None:
+        # The stream is the record: whatever it delivers next is applied.
         event = RegistryEvent.model_validate(orjson.loads(msg.data))
         self.view.apply(event)
+        self._apply_in_order(event)
         self._applied_seq = msg.metadata.sequence.stream
         if self._applied_seq >= self._target_seq:
             self._caught_up.set()
+        await self._notify()
+
+    async def _on_live_message(self, msg: Any) -> None:
+        try:
+            event = RegistryEvent.model_validate(orjson.loads(msg.data))
+        except (orjson.JSONDecodeError, ValidationError):
+            # Only the stream's copy counts; a bad live one is left to it.
+            _log.warning("registry_live_event_unreadable", subject=msg.subject)
+            return
+        if event.version > self.view.version + 1:
+            if len(self._early) < EARLY_EVENTS_KEPT:
+                self._early[event.version] = event
+            return
+        self._apply_in_order(event)
+        await self._notify()
+
+    def _apply_in_order(self, event: RegistryEvent) -> None:
+        """Apply ``event`` if it is next, then any early ones it unblocks."""
+        if event.version == self.view.version + 1:
+            self.view.apply(event)
+        while (early := self._early.pop(self.view.version + 1, None)) is not None:
+            self.view.apply(early)
+        if self._early and min(self._early) <= self.view.version:
+            version = self.view.version
+            self._early = {v: e for v, e in self._early.items() if v > version}
+        _log.debug("registry_event_applied", kind=event.kind, version=event.version)
+
+    async def _notify(self) -> None:
         async with self._applied:
             self._applied.notify_all()
-        _log.debug("registry_event_applied", kind=event.kind, version=event.version)

@@ -40,7 +40,7 @@ class Limiter:
 
     async def start(self) -> None:
         js, subjects = self._service.js, self._service.subjects
-        self.follower = RegistryFollower(js, subjects)
+        self.follower = RegistryFollower(self._service.nc, subjects)
         await self.follower.start()
         self._snapshots = Snapshots(
             await js.key_value(subjects.limiter_snapshots_bucket)

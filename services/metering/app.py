@@ -45,7 +45,7 @@ class Metering:
     async def start(self) -> None:
         service = self._service
         await self.store.start()
-        self.follower = RegistryFollower(service.js, service.subjects)
+        self.follower = RegistryFollower(service.nc, service.subjects)
         await self.follower.start()
         self.consumer = UsageConsumer(
             service.js, service.subjects, self.store, service.metrics

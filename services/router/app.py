@@ -38,7 +38,7 @@ class Router:
 
     async def start(self) -> None:
         service = self._service
-        self.follower = RegistryFollower(service.js, service.subjects)
+        self.follower = RegistryFollower(service.nc, service.subjects)
         await self.follower.start()
         # One pooled client for every source: connections are kept per host.
         # Timeouts are set per request by the provider caller; the HTTP itself

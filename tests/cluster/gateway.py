@@ -183,6 +183,22 @@ class ClusterGateway:
                 raise AssertionError("replicas disagree on the registry version")
         return time.monotonic() - started
 
+    async def time_to_apply_everywhere(self, timeout: float) -> float:
+        """Return how long until every replica has applied the registry's
+        newest version, polling the replicas' status answers."""
+        expected = sum(len(replicas) for replicas in self.replicas.values())
+        admin = await self.admin()
+        started = time.monotonic()
+        target: int | None = None
+        while time.monotonic() - started < timeout:
+            answers = await admin.status(wait_s=0.1)
+            versions = {a["service"]: a["registry_version"] for a in answers}
+            target = target or versions.get("registry")
+            applied = [a["registry_version"] for a in answers]
+            if target and len(applied) == expected and min(applied) >= target:
+                return time.monotonic() - started
+        raise AssertionError(f"a replica had not applied version {target}")
+
     def stored_request_ids(self) -> list[str]:
         """Read the request ids in metering's database, duplicates included."""
         path = self.root / "data" / "metering-0" / "metering.sqlite3"

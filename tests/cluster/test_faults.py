@@ -29,6 +29,7 @@ import pytest
 
 from bench.cluster import cpu_seconds, machine_busy_seconds
 from shared.client import ByomClient
+from shared.errors import Unavailable
 from tests.cluster.gateway import ClusterGateway
 from tests.cluster.load import FaultCost, Load, Outcome, cost, wait_until_served
 
@@ -46,6 +47,10 @@ SERVE_AGAIN_S = 30.0
 """How long the gateway may take to serve again after a fault: JetStream
 elects new leaders for the streams the killed node led, which takes seconds
 (docs/deployment.md)."""
+VIEW_CATCH_UP_S = 3.0
+"""How long after the registry's reply a replica may take to apply a change
+made while a node is down: its stream consumer may have lived on the lost
+node and is replaced after two missed heartbeats of 0.5 s."""
 
 
 @dataclass
@@ -151,11 +156,14 @@ async def test_a_lost_nats_node_loses_no_usage_and_rejoins(
     victim = await nodes.leader_of("BYOM_USAGE")
     led = [stream for stream in STREAMS if await nodes.leader_of(stream) is victim]
 
+    catch_up: list[asyncio.Task[tuple[float, float]]] = []
+
     async def fault() -> None:
         if stop == "SIGKILL":
             nodes.kill(victim)
         else:
             nodes.terminate(victim)
+        catch_up.append(asyncio.create_task(change_after_fault(deployment)))
 
     async def recover() -> float:
         started = time.monotonic()
@@ -169,6 +177,32 @@ async def test_a_lost_nats_node_loses_no_usage_and_rejoins(
         fault,
         recover,
     )
+
+    registered_s, applied_s = await catch_up[0]
+    print(
+        f"  a model registered right after the fault: its reply after "
+        f"{registered_s:.2f} s, applied by every replica {applied_s:.2f} s later"
+    )
+    assert applied_s < VIEW_CATCH_UP_S
+
+
+async def change_after_fault(deployment: ClusterGateway) -> tuple[float, float]:
+    """Register a model during the fault; return seconds to the registry's
+    reply, and from it to every replica having applied the change.
+
+    Registry commands may time out while JetStream elects new leaders; the
+    registration is tried again (with new names) until one is answered.
+    """
+    started = time.monotonic()
+    while True:
+        try:
+            await deployment.register_model(UNLIMITED)
+            break
+        except Unavailable:
+            if time.monotonic() - started > SERVE_AGAIN_S:
+                raise
+    registered_s = time.monotonic() - started
+    return registered_s, await deployment.time_to_apply_everywhere(SERVE_AGAIN_S)
 
 
 @pytest.mark.parametrize("service", ["router", "limiter", "metering"])

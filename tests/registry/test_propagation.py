@@ -221,3 +221,27 @@ async def test_status_is_refused_to_a_user_who_is_not_an_administrator(
 
     with pytest.raises(Forbidden, match="enrollment administrators"):
         await user.status(wait_s=0.3)
+
+
+async def test_a_change_arrives_while_the_stream_consumers_are_lost(
+    gateway: Gateway,
+) -> None:
+    """As when the node holding them dies: the replicas' ordered consumers on
+    the registry stream vanish, and a change still reaches both replicas at
+    once, long before a consumer is replaced after its missed heartbeats."""
+    model = await setup_model(gateway, None)
+    admin = await gateway.client("root", admin=True)
+    js = admin.nc.jetstream()
+    stream = gateway.subjects.registry_stream
+    for consumer in await js.consumers_info(stream):
+        await js.delete_consumer(stream, consumer.name)
+
+    from_send, _ = await measure(
+        gateway, lambda: admin.registry("model.disable", {"rid": model["rid"]})
+    )
+
+    assert from_send < 0.5
+    assert (
+        admitted(gateway, Principal(user="alice"), model["name"])
+        == ["model_disabled"] * 2
+    )
