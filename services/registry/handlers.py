@@ -4,7 +4,9 @@ Each endpoint validates its body, checks the caller's permission, and makes
 its change with ``RegistryCore.change``: the object, the new registry
 version and its event are written in one transaction, then the event is
 published to ``BYOM_REGISTRY`` before the reply goes out, so a caller that
-has its answer can count on the followers seeing the change next.
+has its answer can count on the followers seeing the change next. When the
+stream does not take the event in time the caller gets ``unavailable``
+saying the change is saved; the outbox keeps sending it.
 """
 
 from __future__ import annotations
@@ -21,11 +23,15 @@ from services.registry import store as writes
 from services.registry.publisher import EventPublisher
 from services.registry.store import RegistryStore
 from shared.contracts.events import EventKind
-from shared.errors import Conflict, NotFound
+from shared.errors import Conflict, NotFound, Unavailable
 from shared.logs import get_logger
 from shared.secrets import SecretBox
 
 _log = get_logger(__name__)
+
+EVENT_WAIT_S = 4.0
+"""How long a change waits for the stream to take its event before it
+answers ``unavailable``: below the clients' 10 s request timeout."""
 
 
 def now_iso() -> str:
@@ -59,8 +65,14 @@ class RegistryCore:
             event = await self.store.commit_change(kind, data, now_iso(), write)
         except aiosqlite.IntegrityError as exc:
             raise Conflict(f"the change conflicts with existing data: {exc}") from exc
-        await self._publisher.publish_pending()
         _log.info("registry_changed", kind=kind, version=event.version)
+        published = await self._publisher.publish_pending()
+        if not published and not await self._publisher.wait_published(EVENT_WAIT_S):
+            raise Unavailable(
+                f"the change is saved as registry version {event.version}, but "
+                "the registry event stream has not taken it yet; the registry "
+                "sends it again until it does, and every replica applies it then"
+            )
         return event.version
 
     async def existing(self, table: str, rid: str) -> dict[str, Any]:
