@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,11 +106,20 @@ def failures() -> Iterator[None]:
         raise typer.Exit(1) from None
 
 
-def table(title: str, columns: list[str], rows: list[dict[str, Any]]) -> Table:
-    """Build a table of the given columns, one row per object."""
+def table(
+    title: str,
+    columns: list[str],
+    rows: list[dict[str, Any]],
+    headers: Mapping[str, str] | None = None,
+) -> Table:
+    """Build a table of the given columns, one row per object.
+
+    ``headers`` gives a shorter heading to a column whose field name would
+    not fit; JSON and CSV keep the field names.
+    """
     view = Table(title=title, title_justify="left")
     for column in columns:
-        view.add_column(column)
+        view.add_column((headers or {}).get(column, column))
     for row in rows:
         view.add_row(*(_cell(row.get(column)) for column in columns))
     return view

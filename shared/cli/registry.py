@@ -134,9 +134,7 @@ def model_register(
         body = {
             "name": name, "provider": provider, "provider_model": provider_model,
             "endpoints": [{"api": api, "path": path, "capabilities": capability}],
-            "limits": {
-                "enrollment": _level(rpm, tpm), "user": _level(user_rpm, user_tpm)
-            },
+            "limits": _limits_from(rpm, tpm, user_rpm, user_tpm),
         }  # fmt: skip
     opts = options(ctx)
 
@@ -145,6 +143,19 @@ def model_register(
         return await client.registry("model.register", body)
 
     opts.show(opts.run(register), _models)
+
+
+def _limits_from(
+    rpm: int | None, tpm: int | None, user_rpm: int | None, user_tpm: int | None
+) -> dict[str, dict[str, int]]:
+    """Build both limit levels, naming the options a level is missing."""
+    if rpm is None and tpm is None:
+        raise typer.BadParameter("give --rpm or --tpm (or both) for the enrollment")
+    if user_rpm is None and user_tpm is None:
+        raise typer.BadParameter(
+            "give --user-rpm or --user-tpm (or both): every user's level needs one"
+        )
+    return {"enrollment": _level(rpm, tpm), "user": _level(user_rpm, user_tpm)}
 
 
 def _level(rpm: int | None, tpm: int | None) -> dict[str, int]:
@@ -287,9 +298,7 @@ def model_update(
     fields = {"name": name, "provider_model": provider_model}
     body.update({key: value for key, value in fields.items() if value is not None})
     if any(value is not None for value in (rpm, tpm, user_rpm, user_tpm)):
-        body["limits"] = {
-            "enrollment": _level(rpm, tpm), "user": _level(user_rpm, user_tpm)
-        }  # fmt: skip
+        body["limits"] = _limits_from(rpm, tpm, user_rpm, user_tpm)
     _by_rid(ctx, "model.update", model, _model_rid, _models, body)
 
 

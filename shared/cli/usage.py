@@ -26,6 +26,15 @@ HEADROOM_COLUMNS = [
     "minute", "scope", "party", "requests", "rpm", "rpm_used_pct",
     "rpm_headroom", "tokens", "tpm", "tpm_used_pct", "tpm_headroom",
 ]  # fmt: skip
+SHORT_HEADERS = {
+    "bucket_start": "bucket", "rate_limited": "limited",
+    "prompt_tokens": "prompt", "completion_tokens": "completion",
+    "reasoning_tokens": "reasoning", "cached_tokens": "cached",
+    "latency_ms_p50": "p50 ms", "latency_ms_p95": "p95 ms",
+    "ttft_ms_p50": "ttft p50 ms", "rpm_used_pct": "rpm %", "tpm_used_pct": "tpm %",
+    "rpm_headroom": "rpm left", "tpm_headroom": "tpm left",
+}  # fmt: skip
+"""Table headings that fit a terminal; the token columns count tokens."""
 CHART_WIDTH = 50
 # Eighths of a block let a bar end between two characters.
 _EIGHTHS = " ▏▎▍▌▋▊▉"
@@ -84,7 +93,7 @@ def _print(
     if as_csv and not opts.as_json:
         typer.echo(to_csv(result["rows"], columns), nl=False)
         return
-    opts.show(result, lambda value: table(title, columns, value["rows"]))
+    opts.show(result, lambda value: table(title, columns, value["rows"], SHORT_HEADERS))
 
 
 def to_csv(rows: Iterable[dict[str, Any]], columns: Sequence[str]) -> str:

@@ -78,3 +78,23 @@ async def test_tables_and_errors_read_well(byom_gateway: Gateway) -> None:
     assert refused.exit_code == 1
     assert "invalid_request" in refused.output
     assert "'field': 'principal'" in refused.output
+
+
+async def test_a_model_without_a_limit_level_names_the_missing_options(
+    byom_gateway: Gateway,
+) -> None:
+    gw = byom_gateway
+    await byom_json(gw, "source", "create", "lim-src", "--base-url", "http://h:1")
+    register = ("model", "register", "lim-model", "--source", "lim-src")
+
+    no_user = await byom(gw, *register, "--provider-model", "m", "--rpm", "5")
+    no_enrollment = await byom(
+        gw, *register, "--provider-model", "m", "--user-rpm", "5"
+    )
+
+    assert no_user.exit_code == 2
+    assert "give --user-rpm or --user-tpm" in no_user.output
+    assert no_enrollment.exit_code == 2
+    assert "give --rpm or --tpm" in no_enrollment.output
+    models = (await byom_json(gw, "model", "list"))["models"]
+    assert "lim-model" not in [model["name"] for model in models]
