@@ -16,7 +16,8 @@ def _instance_id() -> str:
 
 
 class Settings(BaseSettings):
-    """Configuration of a gateway process; see docs/configuration.md."""
+    """Configuration of a gateway process; the README's Configuration table
+    lists the variables."""
 
     model_config = SettingsConfigDict(
         env_prefix="BYOM_", extra="ignore", populate_by_name=True
@@ -43,3 +44,7 @@ class Settings(BaseSettings):
     that share one NATS server never touch each other's state."""
     subject_prefix: str = "byom"
     """First token of every subject; tests give each run its own."""
+    metering_replica: str = Field(default="", pattern=r"^[A-Za-z0-9_-]{0,32}$")
+    """Name of this metering replica's copy. Each replica keeps a whole copy
+    of the usage records, read through its own durable consumer; the first
+    one may leave it empty (docs/metering.md, Replicas)."""

@@ -48,9 +48,15 @@ class Metering:
         self.follower = RegistryFollower(service.nc, service.subjects)
         await self.follower.start()
         self.consumer = UsageConsumer(
-            service.js, service.subjects, self.store, service.metrics
+            service.js,
+            service.subjects,
+            self.store,
+            service.metrics,
+            replica=service.settings.metering_replica,
         )
         await self.consumer.start()
+        # Answer queries only from a whole copy (docs/metering.md, Replicas).
+        await self.consumer.wait_caught_up()
 
     async def stop(self) -> None:
         if self.consumer is not None:

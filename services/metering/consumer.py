@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from datetime import datetime
 
 import orjson
@@ -42,11 +43,18 @@ MAX_DELIVER = 20
 ACK_WAIT_S = 10.0
 RETRY_DELAY_S = 2.0
 LAG_INTERVAL_S = 5.0
+CATCH_UP_LOG_S = 5.0
 COALESCE_S = 0.1
 """After a short batch, wait this long before the next fetch: events that
 trickle in are then stored in one transaction and one pull instead of one
 each, which cut metering's CPU per event about threefold at 200 events/s,
 for at most this much more delay before a request shows in queries."""
+
+
+def durable_name(subjects: Subjects, replica: str) -> str:
+    """Name the durable consumer of one metering replica's copy."""
+    base = f"{subjects.stream_prefix}metering"
+    return f"{base}-{replica}" if replica else base
 
 
 class UsageConsumer:
@@ -59,6 +67,7 @@ class UsageConsumer:
         store: UsageStore,
         metrics: Metrics | None = None,
         *,
+        replica: str = "",
         max_deliver: int = MAX_DELIVER,
         retry_delay_s: float = RETRY_DELAY_S,
     ) -> None:
@@ -68,7 +77,7 @@ class UsageConsumer:
         self._subjects = subjects
         self._store = store
         self._metrics = metrics or Metrics()
-        self._durable = f"{subjects.stream_prefix}metering"
+        self._durable = durable_name(subjects, replica)
         self._tasks: list[asyncio.Task[None]] = []
         self._running = False
         self._subscription: JetStreamContext.PullSubscription | None = None
@@ -98,6 +107,25 @@ class UsageConsumer:
         ]
         for task in self._tasks:
             task.add_done_callback(_report_failure)
+
+    async def wait_caught_up(self) -> None:
+        """Return once every event the stream held when called is stored.
+
+        A replica answers queries only after this, so a copy that is still
+        replaying never answers with part of the totals.
+        """
+        stream = self._subjects.usage_stream
+        target = (await self._js.stream_info(stream)).state.last_seq
+        logged = 0.0
+        while True:
+            info = await self._js.consumer_info(stream, self._durable)
+            idle = info.num_pending == 0 and info.num_ack_pending == 0
+            if idle or (info.ack_floor and info.ack_floor.stream_seq >= target):
+                return
+            if time.monotonic() - logged > CATCH_UP_LOG_S:
+                logged = time.monotonic()
+                _log.info("usage_catching_up", pending=info.num_pending)
+            await asyncio.sleep(0.05)
 
     async def stop(self) -> None:
         self._running = False

@@ -14,7 +14,7 @@ import pytest
 from tests.cluster.gateway import ClusterGateway
 from tests.cluster.nodes import NatsCluster
 
-REPLICAS = {"registry": 1, "metering": 1, "limiter": 2, "router": 2}
+REPLICAS = {"registry": 1, "metering": 2, "limiter": 2, "router": 2}
 
 
 @pytest.fixture(scope="package")

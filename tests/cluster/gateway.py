@@ -85,6 +85,8 @@ class ClusterGateway:
                 "BYOM_AUTH_SECRET": AUTH_SECRET,
                 "BYOM_SECRET_KEY": self.secret_key,
                 "BYOM_STREAM_REPLICAS": "3",
+                # Each metering replica keeps its own copy of the usage.
+                "BYOM_METERING_REPLICA": f"r{index}" if index else "",
             }
         )
 
@@ -199,11 +201,20 @@ class ClusterGateway:
                 return time.monotonic() - started
         raise AssertionError(f"a replica had not applied version {target}")
 
-    def stored_request_ids(self) -> list[str]:
-        """Read the request ids in metering's database, duplicates included."""
-        path = self.root / "data" / "metering-0" / "metering.sqlite3"
+    def stored_request_ids(self, replica: int = 0) -> list[str]:
+        """Read the request ids in a metering replica's database, duplicates
+        included."""
+        path = self.root / "data" / f"metering-{replica}" / "metering.sqlite3"
         with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
             return [row[0] for row in db.execute("SELECT request_id FROM usage")]
+
+    async def wait_until_every_copy_holds(self, events: int, timeout: float) -> None:
+        """Wait until every metering replica's database holds ``events`` rows."""
+        copies = range(len(self.replicas["metering"]))
+        deadline = time.monotonic() + timeout
+        while any(len(set(self.stored_request_ids(c))) < events for c in copies):
+            assert time.monotonic() < deadline, "a metering copy fell behind"
+            await asyncio.sleep(0.2)
 
     async def usage_events_in_stream(self) -> int:
         ops = await connect(self.nats.url("ops"))

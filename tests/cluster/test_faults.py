@@ -5,9 +5,10 @@ enrollment rpm the load exceeds, one effectively unlimited) through two
 routers, kills one part with SIGKILL, brings it back, and checks:
 
 - every request the client saw answered (a completion or an error reply)
-  has exactly one usage record in metering, and metering's total equals the
-  usage stream's count (no event lost, none counted twice), a killed
-  router included: it writes the event before the reply;
+  has exactly one usage record in each metering replica's copy, and
+  metering's total equals the usage stream's count (no event lost, none
+  counted twice), a killed router included: it writes the event before the
+  reply;
 - every replica reports the same registry version afterwards;
 - the limited model admitted at most its rpm (the run is shorter than the
   60 s window);
@@ -76,16 +77,20 @@ async def users(deployment: ClusterGateway) -> list[ByomClient]:
     return [await deployment.client(f"user-{i}") for i in range(4)]
 
 
-def check_usage(deployment: ClusterGateway, outcomes: list[Outcome]) -> int:
-    """Check nothing is stored twice; return the answered requests not stored."""
-    stored = Counter(deployment.stored_request_ids())
+def check_usage(
+    deployment: ClusterGateway, outcomes: list[Outcome], replica: int
+) -> int:
+    """Check a metering copy stores nothing twice; return the answered
+    requests it does not hold."""
+    stored = Counter(deployment.stored_request_ids(replica))
     answered = [o.request_id for o in outcomes if o.answered]
     unrecorded = [rid for rid in answered if rid not in stored]
     unanswered = [o.request_id for o in outcomes if not o.answered]
     recorded_anyway = sum(1 for rid in unanswered if rid in stored)
     print(
-        f"  usage: {len(answered)} answered, {len(unrecorded)} of them not recorded; "
-        f"{len(unanswered)} unanswered, {recorded_anyway} of them recorded"
+        f"  usage in copy {replica}: {len(answered)} answered, {len(unrecorded)} "
+        f"of them not recorded; {len(unanswered)} unanswered, {recorded_anyway} "
+        "of them recorded"
     )
     assert max(stored.values()) == 1
     return len(unrecorded)
@@ -128,8 +133,10 @@ async def run_fault(
     limited = admitted(outcomes, models.limited) + 1
     print(f"  limited model admitted {limited} of its project rpm {PROJECT_RPM}")
     print(f"  metering total {metered}, usage stream {events}")
-    assert check_usage(deployment, outcomes) <= unrecorded_allowed
     assert metered == events
+    await deployment.wait_until_every_copy_holds(events, SERVE_AGAIN_S)
+    for replica in range(len(deployment.replicas["metering"])):
+        assert check_usage(deployment, outcomes, replica) <= unrecorded_allowed
     assert limited <= PROJECT_RPM
     return outcomes
 
