@@ -9,16 +9,14 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import nats
 import pytest
 from nats.aio.client import Client as NatsClient
 
 from services.metering.consumer import ACK_WAIT_S
-from shared import bus
 from shared.client import ByomClient
 from shared.contracts.usage import UsageEvent
 from shared.settings import Settings
-from tests.harness import Gateway, gateway_settings
+from tests.harness import Gateway
 from tests.metering.events import expected_rows, make_events, row_key
 from tests.metering.process import (
     MeteringProcess,
@@ -28,19 +26,6 @@ from tests.metering.process import (
 )
 
 EVENTS = 10_000
-
-
-@pytest.fixture
-def settings(nats_url: str, tmp_path: Path) -> Settings:
-    return gateway_settings(nats_url, tmp_path / "data")
-
-
-@pytest.fixture
-async def nc(settings: Settings) -> AsyncIterator[NatsClient]:
-    connection = await nats.connect(settings.nats_url)
-    await bus.bootstrap(connection.jetstream(), Gateway(settings).subjects, 1)
-    yield connection
-    await connection.close()
 
 
 @pytest.fixture

@@ -10,36 +10,20 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import nats
 import pytest
 from nats.aio.client import Client as NatsClient
 
 from services.metering.app import build as build_metering
-from shared import bus
 from shared.service import Service
 from shared.settings import Settings
-from tests.harness import Gateway, gateway_settings
+from tests.harness import Gateway
 from tests.metering.events import make_events
 from tests.metering.process import publish_events
 
 EVENTS = 3_000
-
-
-@pytest.fixture
-def settings(nats_url: str, tmp_path: Path) -> Settings:
-    return gateway_settings(nats_url, tmp_path / "unused")
-
-
-@pytest.fixture
-async def nc(settings: Settings) -> AsyncIterator[NatsClient]:
-    connection = await nats.connect(settings.nats_url)
-    await bus.bootstrap(connection.jetstream(), Gateway(settings).subjects, 1)
-    yield connection
-    await connection.close()
 
 
 def replica(settings: Settings, name: str, data_dir: Path) -> Service:
