@@ -25,6 +25,7 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
 from shared import telemetry
+from shared.bus import redacted, servers_and_credentials
 from shared.errors import ByomError, Unavailable, error_from_body
 from shared.subjects import Subjects
 from shared.transport import (
@@ -58,13 +59,33 @@ class ByomClient:
 
     @classmethod
     async def connect(
-        cls, url: str, token: str | None, *, subjects: Subjects | None = None
+        cls,
+        url: str,
+        token: str | None,
+        *,
+        subjects: Subjects | None = None,
+        inbox_prefix: str | None = None,
     ) -> ByomClient:
+        """Connect to ``url`` (``NATS_URL``: one or more servers, comma-separated,
+        with ``user:password@`` sent to each).
+
+        ``inbox_prefix`` is the credential's own inbox subjects, for a NATS
+        user allowed only those (deploy/nats/accounts.conf: ``_INBOX.<user>``).
+        """
+        servers, user, password = servers_and_credentials(url)
         try:
-            nc = await nats.connect(url, connect_timeout=2, max_reconnect_attempts=3)
-        except (OSError, nats.errors.NoServersError) as exc:
+            nc = await nats.connect(
+                servers,
+                user=user,
+                password=password,
+                connect_timeout=2,
+                max_reconnect_attempts=3,
+                reconnect_time_wait=0.5,
+                inbox_prefix=inbox_prefix or "_INBOX",
+            )
+        except (OSError, TimeoutError, nats.errors.NoServersError) as exc:
             raise Unavailable(
-                f"cannot reach the gateway's NATS at {url}: {exc}"
+                f"cannot reach the gateway's NATS at {redacted(url)}: {exc}"
             ) from exc
         return cls(nc, token, subjects=subjects, owns_connection=True)
 

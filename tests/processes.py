@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 import uuid
@@ -23,6 +24,19 @@ from shared.client import ByomClient
 ROOT = Path(__file__).resolve().parents[1]
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 15.0
+
+
+def free_ports(count: int) -> list[int]:
+    """Return ``count`` distinct free ports: each probe stays bound until all
+    are chosen, so the system cannot hand the same port out twice."""
+    probes = [socket.socket() for _ in range(count)]
+    try:
+        for probe in probes:
+            probe.bind(("127.0.0.1", 0))
+        return [int(probe.getsockname()[1]) for probe in probes]
+    finally:
+        for probe in probes:
+            probe.close()
 
 
 def quiet_environment(extra: Mapping[str, str]) -> dict[str, str]:

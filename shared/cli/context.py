@@ -63,6 +63,7 @@ class Options:
     token: str | None
     as_json: bool
     subjects: Subjects = field(default_factory=Subjects)
+    inbox_prefix: str | None = None
 
     def caller_token(self) -> str | None:
         """The caller's token: ``--token``/``BYOM_TOKEN``, else a local admin's."""
@@ -81,7 +82,10 @@ class Options:
     async def _run(self, work: Callable[[ByomClient], Awaitable[T]]) -> T:
         with failures():
             async with await ByomClient.connect(
-                self.nats_url, self.caller_token(), subjects=self.subjects
+                self.nats_url,
+                self.caller_token(),
+                subjects=self.subjects,
+                inbox_prefix=self.inbox_prefix,
             ) as client:
                 return await work(client)
         raise AssertionError("unreachable")  # failures() always exits on error

@@ -28,6 +28,11 @@ def main(
         help="Bearer token; by default a local admin token from BYOM_AUTH_SECRET.",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+    inbox_prefix: str | None = typer.Option(
+        None,
+        envvar="BYOM_INBOX_PREFIX",
+        help="Reply inbox prefix of a NATS user limited to its own, e.g. _INBOX.app.",
+    ),
 ) -> None:
     # The same variables that place the services' subjects and streams.
     subjects = Subjects(
@@ -38,6 +43,7 @@ def main(
         token=token or setting("BYOM_TOKEN"),
         as_json=as_json,
         subjects=subjects,
+        inbox_prefix=inbox_prefix,
     )
 
 

@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -27,17 +26,13 @@ from nats.errors import Error as NatsError
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
+from tests.processes import free_ports
+
 ROOT = Path(__file__).resolve().parents[2]
 NODE_CONFIG = ROOT / "deploy" / "nats" / "node.conf"
 CLUSTER_NAME = "byom"
 START_TIMEOUT_S = 20.0
 ROLES = ("router", "limiter", "registry", "metering", "admin", "app", "ops", "sys")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def passwords() -> dict[str, str]:
@@ -94,8 +89,9 @@ class NatsCluster:
     nodes: list[Node] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        ports = free_ports(6)
         self.nodes = [
-            Node(f"n{i}", free_port(), free_port(), self.root / f"n{i}")
+            Node(f"n{i}", ports[2 * i - 2], ports[2 * i - 1], self.root / f"n{i}")
             for i in range(1, 4)
         ]
 

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from shared.bus import redacted, servers_and_credentials
+from shared.client import ByomClient
+from shared.errors import Unavailable
+from tests.processes import free_ports
 
 CLUSTER = "nats://router:s3cret@nats-1:4222, nats://router:s3cret@nats-2:4222"
 
@@ -27,3 +32,14 @@ def test_logs_and_errors_never_show_the_password() -> None:
     assert redacted(CLUSTER) == (
         "nats://router:***@nats-1:4222,nats://router:***@nats-2:4222"
     )
+
+
+async def test_the_client_names_an_unreachable_cluster_without_its_password() -> None:
+    (port,) = free_ports(1)
+    url = f"nats://app:s3cret@127.0.0.1:{port},nats://app:s3cret@127.0.0.1:{port}"
+
+    with pytest.raises(Unavailable) as refused:
+        await ByomClient.connect(url, None)
+
+    assert "s3cret" not in str(refused.value)
+    assert f"nats://app:***@127.0.0.1:{port}" in str(refused.value)

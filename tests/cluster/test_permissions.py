@@ -14,9 +14,12 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import orjson
 import pytest
 from nats.aio.client import Client as NatsClient
+from typer.testing import CliRunner
 
+from shared.cli.main import app as cli
 from shared.client import ByomClient
 from shared.errors import Unavailable
 from shared.identity import mint_token
@@ -175,3 +178,24 @@ async def test_a_streamed_chat_reaches_the_client_on_its_own_inbox(
 
     assert chunks[-1]["usage"]["completion_tokens"] == 8
     assert app.errors == []
+
+
+async def test_the_cli_works_as_the_app_user_with_its_inbox_prefix(
+    deployment: ClusterGateway,
+) -> None:
+    """``byom chat`` on the cluster's URL list, as a NATS user held to its own
+    inbox: ``--inbox-prefix`` puts the replies where it may read them."""
+    model = await deployment.register_model(
+        {"enrollment": {"rpm": 100_000}, "user": {"rpm": 100_000}}
+    )
+    await wait_until_served(await deployment.client("dave-p"), model, timeout=10)
+    token = mint_token(AUTH_SECRET, user="dave-p", ttl_s=600)
+    argv = ["--nats-url", deployment.nats.url("app"), "--token", token, "--json"]
+    argv += ["--inbox-prefix", APP_INBOX, "chat", model, "hello"]
+    # An empty data directory: no local.env of a `byom up` run leaks in.
+    env = {"BYOM_DATA_DIR": str(deployment.root / "cli"), "BYOM_SUBJECT_PREFIX": ""}
+
+    result = await asyncio.to_thread(CliRunner().invoke, cli, argv, env=env)
+
+    assert result.exit_code == 0, result.output
+    assert orjson.loads(result.stdout)["usage"]["completion_tokens"] == 8

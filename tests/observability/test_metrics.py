@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -15,22 +14,17 @@ from shared.metrics import metrics_port
 from tests.e2e.test_walking_skeleton import HELLO, register, wait_for_usage
 from tests.fakes.openai import FakeOpenAI, text
 from tests.harness import Gateway, gateway_settings
+from tests.processes import free_ports
 
 SERVICES = ("registry", "limiter", "metering", "router")
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture
 async def ports(
     nats_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[tuple[Gateway, dict[str, int]]]:
-    chosen = {name: free_port() for name in SERVICES}
+    chosen = dict(zip(SERVICES, free_ports(len(SERVICES)), strict=True))
     for name, port in chosen.items():
         monkeypatch.setenv(f"BYOM_{name.upper()}_METRICS_PORT", str(port))
     gateway = Gateway(gateway_settings(nats_url, tmp_path / "data"))
