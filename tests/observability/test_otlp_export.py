@@ -19,6 +19,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 
+from shared.settings import Settings
 from tests.e2e.test_walking_skeleton import APP, register
 from tests.fakes.openai import API_KEY, FakeOpenAI
 from tests.harness import Gateway, gateway_settings
@@ -108,27 +109,33 @@ async def receiver() -> AsyncIterator[OtlpReceiver]:
     await server.wait_closed()
 
 
-async def test_the_router_exports_its_spans_over_otlp_without_secrets(
-    nats_url: str, tmp_path: Path, receiver: OtlpReceiver
-) -> None:
-    gateway = Gateway(gateway_settings(nats_url, tmp_path / "data"))
-    settings = gateway.settings
-    router = ServiceProcess(
+def exporting_router(
+    settings: Settings, otlp_url: str, tmp_path: Path
+) -> ServiceProcess:
+    """A router process of this gateway, told only to export to ``otlp_url``."""
+    return ServiceProcess(
         "router",
         quiet_environment(
             {
-                "NATS_URL": nats_url,
+                "NATS_URL": settings.nats_url,
                 "BYOM_DATA_DIR": str(tmp_path / "router"),
                 "BYOM_AUTH_SECRET": str(settings.auth_secret),
                 "BYOM_SECRET_KEY": str(settings.secret_key),
                 "BYOM_SUBJECT_PREFIX": settings.subject_prefix,
                 "BYOM_STREAM_PREFIX": settings.stream_prefix,
-                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": receiver.url,
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": otlp_url,
                 "OTEL_BSP_SCHEDULE_DELAY": "100",
             }
         ),
         tmp_path / "router.log",
     )
+
+
+async def test_the_router_exports_its_spans_over_otlp_without_secrets(
+    nats_url: str, tmp_path: Path, receiver: OtlpReceiver
+) -> None:
+    gateway = Gateway(gateway_settings(nats_url, tmp_path / "data"))
+    router = exporting_router(gateway.settings, receiver.url, tmp_path)
     await gateway.start(["registry", "limiter", "metering"])
     try:
         async with FakeOpenAI() as provider:
