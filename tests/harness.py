@@ -60,16 +60,25 @@ class Gateway:
         for name in names:
             await self.start_service(name)
 
-    async def start_service(self, name: str) -> Service:
-        """Start one more replica of a service, with an instance id of its own."""
+    async def start_service(
+        self, name: str, settings: Settings | None = None
+    ) -> Service:
+        """Start one more replica of a service, with an instance id of its own
+        (and ``settings`` instead of the gateway's, when given)."""
         replica = sum(service.name == name for service in self.services) + 1
-        settings = self.settings.model_copy(
+        settings = (settings or self.settings).model_copy(
             update={"instance": f"{self.settings.instance}-{name}-{replica}"}
         )
         service = BUILDERS[name](settings)
         await service.start()
         self.services.append(service)
         return service
+
+    async def stop_service(self, name: str) -> None:
+        """Stop every replica of a service and forget them."""
+        for service in [s for s in self.services if s.name == name]:
+            await service.stop()
+            self.services.remove(service)
 
     async def stop(self) -> None:
         for client in self.clients:

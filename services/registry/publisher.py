@@ -14,10 +14,9 @@ from collections.abc import Callable
 
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
-from nats.js.errors import NotFoundError
 
+from services.registry.restore import catch_up
 from services.registry.store import RegistryStore
-from shared.contracts.events import RegistryEvent
 from shared.logs import get_logger
 from shared.subjects import Subjects
 
@@ -26,10 +25,6 @@ _log = get_logger(__name__)
 PUBLISH_TIMEOUT_S = 2.0
 """Wait for the stream's acknowledgement of one event before trying later."""
 RETRY_EVERY_S = 0.5
-
-
-class RegistryDiverged(RuntimeError):
-    """The registry stream is ahead of the registry's own database."""
 
 
 class EventPublisher:
@@ -49,31 +44,15 @@ class EventPublisher:
         self._retrier: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Check the stream matches the store, then publish what is pending."""
-        published = await self._stream_version()
-        if published > self._store.last_version:
-            raise RegistryDiverged(
-                f"the {self._subjects.registry_stream} stream holds registry version "
-                f"{published} but this registry's database is at version "
-                f"{self._store.last_version}: start the registry on the data "
-                "directory that wrote the stream (BYOM_DATA_DIR), restore its "
-                "backup, or delete the stream to start an empty registry"
-            )
+        """Catch the store up with the stream, then publish what is pending."""
+        await catch_up(
+            self._js(),
+            self._subjects.registry_stream,
+            self._subjects.registry_events,
+            self._store,
+        )
         await self.publish_pending()
         self._retrier = asyncio.create_task(self._retry_until_published())
-
-    async def _stream_version(self) -> int:
-        """Return the version of the last event in the stream, 0 when empty."""
-        try:
-            info = await self._js().stream_info(self._subjects.registry_stream)
-            if info.state.last_seq == 0:
-                return 0
-            last = await self._js().get_msg(
-                self._subjects.registry_stream, info.state.last_seq
-            )
-        except NotFoundError:
-            return 0
-        return RegistryEvent.model_validate_json(last.data or b"{}").version
 
     async def stop(self) -> None:
         if self._retrier is not None:

@@ -150,6 +150,30 @@ class RegistryStore:
         self.last_version = version
         return event
 
+    async def apply_published(self, event: RegistryEvent, write: Write) -> None:
+        """Write an event the stream already holds, as the next version."""
+        if event.version != self.last_version + 1:
+            raise ValueError(
+                f"event version {event.version} is not next after {self.last_version}"
+            )
+        try:
+            await write(self.db)
+            await self.db.execute(
+                "INSERT INTO outbox (version, event, published) VALUES (?, ?, 1)",
+                (event.version, event.model_dump_json()),
+            )
+            await self.db.commit()
+        except BaseException:
+            await self.db.rollback()
+            raise
+        self.last_version = event.version
+
+    async def event_at(self, version: int) -> RegistryEvent | None:
+        query = "SELECT event FROM outbox WHERE version = ?"
+        async with self.db.execute(query, (version,)) as cursor:
+            row = await cursor.fetchone()
+        return None if row is None else RegistryEvent.model_validate_json(row[0])
+
     async def unpublished(self) -> list[RegistryEvent]:
         query = "SELECT event FROM outbox WHERE published = 0 ORDER BY version"
         async with self.db.execute(query) as cursor:
