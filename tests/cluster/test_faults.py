@@ -21,6 +21,7 @@ printed, not asserted: it depends on the machine's load.
 from __future__ import annotations
 
 import asyncio
+import shutil
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -263,3 +264,21 @@ async def measured(deployment: ClusterGateway, load: Load) -> tuple[FaultCost, s
     routers_pct = " + ".join(f"{100 * u / elapsed:.0f} %" for u in used)
     machine_pct = 100 * (machine_busy_seconds() - busy_before) / elapsed
     return result, f"router CPU {routers_pct} of a core; machine {machine_pct:.0f} %"
+
+
+async def test_a_registry_on_a_lost_disk_rebuilds_from_the_replicated_stream(
+    deployment: ClusterGateway,
+) -> None:
+    """Under its own NATS user, the registry reads the stream back."""
+    await deployment.register_model(UNLIMITED)
+    admin = await deployment.admin()
+    before = await admin.registry("model.list", {})
+    registry = deployment.replicas["registry"][0]
+
+    registry.kill()
+    shutil.rmtree(deployment.root / "data" / "registry-0")
+    registry.start()
+    await deployment.ready([registry])
+
+    assert await admin.registry("model.list", {}) == before
+    assert len(set((await deployment.registry_versions()).values())) == 1
