@@ -137,17 +137,7 @@ class RegistryStore:
         """Apply one write and record its event, atomically."""
         version = self.last_version + 1
         event = RegistryEvent(version=version, kind=kind, time=time, data=data)
-        try:
-            await write(self.db)
-            await self.db.execute(
-                "INSERT INTO outbox (version, event) VALUES (?, ?)",
-                (version, event.model_dump_json()),
-            )
-            await self.db.commit()
-        except BaseException:
-            await self.db.rollback()
-            raise
-        self.last_version = version
+        await self._record(event, write, published=False)
         return event
 
     async def apply_published(self, event: RegistryEvent, write: Write) -> None:
@@ -156,11 +146,17 @@ class RegistryStore:
             raise ValueError(
                 f"event version {event.version} is not next after {self.last_version}"
             )
+        await self._record(event, write, published=True)
+
+    async def _record(
+        self, event: RegistryEvent, write: Write, *, published: bool
+    ) -> None:
+        """Run the write and add the event to the outbox in one transaction."""
         try:
             await write(self.db)
             await self.db.execute(
-                "INSERT INTO outbox (version, event, published) VALUES (?, ?, 1)",
-                (event.version, event.model_dump_json()),
+                "INSERT INTO outbox (version, event, published) VALUES (?, ?, ?)",
+                (event.version, event.model_dump_json(), int(published)),
             )
             await self.db.commit()
         except BaseException:

@@ -24,8 +24,7 @@ async def test_a_registry_with_a_lost_database_rebuilds_it_from_the_stream(
     gateway: Gateway, tmp_path: Path
 ) -> None:
     admin = await gateway.client("root", admin=True)
-    source = await admin.registry("source.create", source_body())
-    model = await admin.registry("model.register", model_body(source["rid"]))
+    model = await registered_model(admin)
     await admin.registry("model.disable", {"rid": model["rid"]})
     await admin.registry("access.set", {"enabled": True, "groups": ["ml"]})
     await admin.registry(
@@ -49,8 +48,7 @@ async def test_a_registry_restored_from_an_older_backup_catches_up(
     gateway: Gateway, tmp_path: Path
 ) -> None:
     admin = await gateway.client("root", admin=True)
-    source = await admin.registry("source.create", source_body())
-    model = await admin.registry("model.register", model_body(source["rid"]))
+    model = await registered_model(admin)
     await gateway.stop_service("registry")
     backup = tmp_path / "backup"
     backup.mkdir()
@@ -65,6 +63,11 @@ async def test_a_registry_restored_from_an_older_backup_catches_up(
     await gateway.start_service("registry", restored)
 
     assert await registry_state(admin, model["rid"]) == before
+
+
+async def registered_model(admin: Any) -> dict[str, Any]:
+    source = await admin.registry("source.create", source_body())
+    return dict(await admin.registry("model.register", model_body(source["rid"])))
 
 
 async def registry_state(admin: Any, model: str) -> dict[str, Any]:
