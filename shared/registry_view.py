@@ -149,11 +149,12 @@ class RegistryFollower:
         # The stream is the record: whatever it delivers next is applied.
         event = RegistryEvent.model_validate(orjson.loads(msg.data))
         self.view.apply(event)
-        self._apply_in_order(event)
+        self._apply_early()
         self._applied_seq = msg.metadata.sequence.stream
         if self._applied_seq >= self._target_seq:
             self._caught_up.set()
         await self._notify()
+        _log.debug("registry_event_applied", kind=event.kind, version=event.version)
 
     async def _on_live_message(self, msg: Any) -> None:
         try:
@@ -166,19 +167,17 @@ class RegistryFollower:
             if len(self._early) < EARLY_EVENTS_KEPT:
                 self._early[event.version] = event
             return
-        self._apply_in_order(event)
+        self.view.apply(event)  # the next version, or one already applied
+        self._apply_early()
         await self._notify()
 
-    def _apply_in_order(self, event: RegistryEvent) -> None:
-        """Apply ``event`` if it is next, then any early ones it unblocks."""
-        if event.version == self.view.version + 1:
-            self.view.apply(event)
+    def _apply_early(self) -> None:
+        """Apply the early events the view has now reached, drop stale ones."""
         while (early := self._early.pop(self.view.version + 1, None)) is not None:
             self.view.apply(early)
         if self._early and min(self._early) <= self.view.version:
             version = self.view.version
             self._early = {v: e for v, e in self._early.items() if v > version}
-        _log.debug("registry_event_applied", kind=event.kind, version=event.version)
 
     async def _notify(self) -> None:
         async with self._applied:

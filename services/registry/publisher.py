@@ -45,12 +45,7 @@ class EventPublisher:
 
     async def start(self) -> None:
         """Catch the store up with the stream, then publish what is pending."""
-        await catch_up(
-            self._js(),
-            self._subjects.registry_stream,
-            self._subjects.registry_events,
-            self._store,
-        )
+        await catch_up(self._js(), self._subjects, self._store)
         await self.publish_pending()
         self._retrier = asyncio.create_task(self._retry_until_published())
 

@@ -21,6 +21,7 @@ from services.registry import store as writes
 from services.registry.store import RegistryStore
 from shared.contracts.events import RegistryEvent
 from shared.logs import get_logger
+from shared.subjects import Subjects
 
 _log = get_logger(__name__)
 
@@ -48,13 +49,14 @@ WRITES: dict[str, Callable[[dict[str, Any]], writes.Write]] = {
 
 
 async def catch_up(
-    js: JetStreamContext, stream: str, subject: str, store: RegistryStore
+    js: JetStreamContext, subjects: Subjects, store: RegistryStore
 ) -> int:
     """Apply the stream's events the store lacks; return how many were applied.
 
     A store level with the stream (every restart but the first) costs one
     read: the stream's last event, checked against the store's own.
     """
+    stream = subjects.registry_stream
     last_seq = (await js.stream_info(stream)).state.last_seq
     if last_seq == 0:
         return 0
@@ -65,7 +67,10 @@ async def catch_up(
         return await _apply(store, last, known)
     applied = 0
     subscription = await js.subscribe(
-        subject, stream=stream, ordered_consumer=True, deliver_policy=DeliverPolicy.ALL
+        subjects.registry_events,
+        stream=stream,
+        ordered_consumer=True,
+        deliver_policy=DeliverPolicy.ALL,
     )
     try:
         seq = 0
